@@ -37,6 +37,8 @@ export class DiffIdMismatchError extends BerthError {
   }
 }
 
+type LayerHeader = Partial<tar.Header> & { name: string; pax?: Record<string, string> | null };
+
 export interface UnpackOptions {
   /** sha256:… from the image config's rootfs.diff_ids; a mismatch fails the unpack. */
   expectedDiffId?: string;
@@ -130,7 +132,7 @@ class Extractor {
     return false;
   }
 
-  async entry(h: tar.Headers & { pax?: Record<string, string> | null }, body: AsyncIterable<Buffer>): Promise<void> {
+  async entry(h: LayerHeader, body: AsyncIterable<Buffer>): Promise<void> {
     this.entries++;
     const name = h.name;
     const comps = safeComponents(name);
@@ -258,7 +260,7 @@ class Extractor {
   }
 }
 
-function mtimeOf(h: tar.Headers & { pax?: Record<string, string> | null }): number {
+function mtimeOf(h: LayerHeader): number {
   const pm = h.pax?.mtime;
   if (pm && /^-?\d+(\.\d+)?$/.test(pm)) return Number(pm);
   return h.mtime ? h.mtime.getTime() / 1000 : 0;
@@ -301,7 +303,7 @@ async function extractInto(source: AsyncIterable<Buffer> | Readable, root: strin
   feeding.catch(() => {});
   try {
     for await (const entry of extract) {
-      await ex.entry(entry.header as tar.Headers & { pax?: Record<string, string> | null }, entry);
+      await ex.entry(entry.header as LayerHeader, entry as unknown as AsyncIterable<Buffer>);
     }
     await feeding;
   } catch (e) {

@@ -10,7 +10,7 @@ import tar from 'tar-stream';
 import { unpackLayer } from '../images/unpack.js';
 import { lgetxattr, mount, umount, MNT_DETACH } from '../runtime/linux/libc.js';
 
-type Ent = tar.Headers & { body?: string | Buffer; pax?: Record<string, string> };
+type Ent = Partial<tar.Header> & { name: string; body?: string | Buffer; pax?: Record<string, string> };
 
 async function makeTar(entries: Ent[]): Promise<Buffer> {
   const pack = tar.pack();
@@ -19,7 +19,7 @@ async function makeTar(entries: Ent[]): Promise<Buffer> {
   for (const e of entries) {
     const { body, ...h } = e;
     await new Promise<void>((res, rej) => {
-      pack.entry({ mtime: new Date(1_600_000_000_000), uid: 0, gid: 0, ...h }, body ?? undefined, (err) => (err ? rej(err) : res()));
+      pack.entry({ mtime: new Date(1_600_000_000_000), uid: 0, gid: 0, ...h }, body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res()));
     });
   }
   pack.finalize();
