@@ -1,0 +1,300 @@
+/**
+ * Compiles an OCI `linux.seccomp` profile into a classic-BPF program with libseccomp (Debian
+ * libseccomp2 2.5.4, the library runc and crun use), through koffi. The program is exported
+ * into a memfd and read back; the container's init installs it with seccomp(2) at the right
+ * moment (ANCHORS.md §3.5 step 16) using the returned `flags`. Nothing here loads a filter into
+ * this process. libseccomp is loaded on first use, so importing this module costs nothing.
+ *
+ * Semantics follow runc (libcontainer/seccomp/seccomp_linux.go):
+ * - syscall names libseccomp cannot resolve are skipped (and reported in `skipped`);
+ * - a rule whose action equals the default action is skipped;
+ * - ERRNO and TRACE take `errnoRet` (default EPERM);
+ * - several conditions on the same argument index become one rule per condition (OR), since
+ *   libseccomp refuses two comparisons of one argument within one rule.
+ */
+import fs from 'node:fs';
+import koffi, { type LibraryHandle } from 'koffi';
+import { BerthError, ConfigError, errnoName } from '../errors.js';
+import type { Seccomp, SeccompArg } from './spec.js';
+
+/** A libseccomp call failed while compiling a profile; `path` is the JSON path at fault. */
+export class SeccompError extends BerthError {
+  readonly path: string;
+  readonly errno: number;
+  constructor(path: string, errno: number, message: string) {
+    super('ESECCOMP', `${path}: ${message}${errno ? ` (${errnoName(errno)})` : ''}`);
+    this.path = path;
+    this.errno = errno;
+  }
+}
+
+export interface CompiledSeccomp {
+  /** The BPF program: an array of struct sock_filter (8 bytes each), host byte order. */
+  program: Buffer;
+  /** The flags argument for seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog). */
+  flags: number;
+  /** Syscall names this libseccomp does not know; their rules were left out (as runc does). */
+  skipped: string[];
+}
+
+// Actions (seccomp.h).
+export const SCMP_ACT_KILL_PROCESS = 0x80000000;
+export const SCMP_ACT_KILL_THREAD = 0x00000000;
+export const SCMP_ACT_TRAP = 0x00030000;
+export const SCMP_ACT_NOTIFY = 0x7fc00000;
+export const SCMP_ACT_LOG = 0x7ffc0000;
+export const SCMP_ACT_ALLOW = 0x7fff0000;
+export const scmpActErrno = (e: number): number => (0x00050000 | (e & 0xffff)) >>> 0;
+export const scmpActTrace = (e: number): number => (0x7ff00000 | (e & 0xffff)) >>> 0;
+
+// seccomp(2) filter flags (linux/seccomp.h).
+export const SECCOMP_FILTER_FLAG_TSYNC = 1;
+export const SECCOMP_FILTER_FLAG_LOG = 2;
+export const SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4;
+export const SECCOMP_FILTER_FLAG_NEW_LISTENER = 8;
+export const SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16;
+export const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 32;
+
+const FLAGS: Record<string, number> = {
+  SECCOMP_FILTER_FLAG_TSYNC,
+  SECCOMP_FILTER_FLAG_LOG,
+  SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+  SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+};
+
+const OPS: Record<string, number> = {
+  SCMP_CMP_NE: 1,
+  SCMP_CMP_LT: 2,
+  SCMP_CMP_LE: 3,
+  SCMP_CMP_EQ: 4,
+  SCMP_CMP_GE: 5,
+  SCMP_CMP_GT: 6,
+  SCMP_CMP_MASKED_EQ: 7,
+};
+
+const EPERM = 1;
+const EEXIST = 17;
+const EACCES = 13;
+const MAX_ARGS = 6;
+const ARG_CMP_SIZE = 24; // struct scmp_arg_cmp { u32 arg; enum op; u64 datum_a; u64 datum_b; }
+const MFD_CLOEXEC = 1;
+
+type Ctx = bigint;
+
+interface LibSeccomp {
+  init: (defAction: number) => Ctx | null;
+  release: (ctx: Ctx) => void;
+  archAdd: (ctx: Ctx, arch: number) => number;
+  archResolveName: (name: string) => number;
+  syscallResolveName: (name: string) => number;
+  ruleAddArray: (ctx: Ctx, action: number, syscall: number, count: number, args: Buffer | null) => number;
+  exportBpf: (ctx: Ctx, fd: number) => number;
+  memfdCreate: (name: string, flags: number) => number;
+}
+
+let cached: LibSeccomp | null = null;
+
+function lib(): LibSeccomp {
+  if (cached) return cached;
+  let l: LibraryHandle;
+  try {
+    l = koffi.load('libseccomp.so.2');
+  } catch (err) {
+    throw new BerthError('ESECCOMP', 'cannot load libseccomp.so.2: install the libseccomp2 package (apt-get install libseccomp2)', { cause: err });
+  }
+  const c = koffi.load('libc.so.6');
+  cached = {
+    init: l.func('void *seccomp_init(uint32_t def_action)'),
+    release: l.func('void seccomp_release(void *ctx)'),
+    archAdd: l.func('int seccomp_arch_add(void *ctx, uint32_t arch_token)'),
+    archResolveName: l.func('uint32_t seccomp_arch_resolve_name(const char *name)'),
+    syscallResolveName: l.func('int seccomp_syscall_resolve_name(const char *name)'),
+    ruleAddArray: l.func('int seccomp_rule_add_array(void *ctx, uint32_t action, int syscall, unsigned int arg_cnt, const void *arg_array)'),
+    exportBpf: l.func('int seccomp_export_bpf(void *ctx, int fd)'),
+    memfdCreate: c.func('int memfd_create(const char *name, unsigned int flags)'),
+  } as unknown as LibSeccomp;
+  return cached;
+}
+
+/** Maps an OCI action (+ errnoRet) to a libseccomp action value. */
+function actionValue(action: string, errnoRet: number | undefined, path: string): number {
+  switch (action) {
+    case 'SCMP_ACT_KILL':
+    case 'SCMP_ACT_KILL_THREAD':
+      return SCMP_ACT_KILL_THREAD;
+    case 'SCMP_ACT_KILL_PROCESS':
+      return SCMP_ACT_KILL_PROCESS;
+    case 'SCMP_ACT_TRAP':
+      return SCMP_ACT_TRAP;
+    case 'SCMP_ACT_ERRNO':
+      return scmpActErrno(errnoRet ?? EPERM);
+    case 'SCMP_ACT_TRACE':
+      return scmpActTrace(errnoRet ?? EPERM);
+    case 'SCMP_ACT_ALLOW':
+      return SCMP_ACT_ALLOW;
+    case 'SCMP_ACT_LOG':
+      return SCMP_ACT_LOG;
+    case 'SCMP_ACT_NOTIFY':
+      throw new ConfigError(path, 'SCMP_ACT_NOTIFY is not supported by berth (no seccomp user-notification listener); use SCMP_ACT_ERRNO or SCMP_ACT_TRACE');
+    default:
+      throw new ConfigError(path, `unknown seccomp action "${action}" (expected one of SCMP_ACT_KILL, SCMP_ACT_KILL_PROCESS, SCMP_ACT_KILL_THREAD, SCMP_ACT_TRAP, SCMP_ACT_ERRNO, SCMP_ACT_TRACE, SCMP_ACT_ALLOW, SCMP_ACT_LOG)`);
+  }
+}
+
+function checkErrnoRet(v: unknown, path: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffff) {
+    throw new ConfigError(path, `must be an errno number between 0 and 65535, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function u64(v: unknown, path: string): bigint {
+  if (typeof v === 'bigint') {
+    if (v < 0n || v > 0xffffffffffffffffn) throw new ConfigError(path, `must fit in an unsigned 64-bit integer, got ${v}`);
+    return v;
+  }
+  if (typeof v !== 'number' || !Number.isInteger(v)) throw new ConfigError(path, `must be an integer, got ${JSON.stringify(v)}`);
+  // Negative values are accepted as their two's-complement (e.g. -1 for an int argument).
+  return BigInt.asUintN(64, BigInt(v));
+}
+
+/** Packs validated conditions into an array of struct scmp_arg_cmp. */
+function packArgs(args: SeccompArg[], path: string): Buffer {
+  const buf = Buffer.alloc(args.length * ARG_CMP_SIZE);
+  args.forEach((a, i) => {
+    const p = `${path}[${i}]`;
+    if (a === null || typeof a !== 'object') throw new ConfigError(p, 'must be an object {index, value, valueTwo?, op}');
+    if (!Number.isInteger(a.index) || a.index < 0 || a.index >= MAX_ARGS) {
+      throw new ConfigError(`${p}.index`, `must be an argument index 0..5, got ${JSON.stringify(a.index)}`);
+    }
+    const op = OPS[a.op];
+    if (op === undefined) {
+      throw new ConfigError(`${p}.op`, `unknown comparison "${String(a.op)}" (expected one of ${Object.keys(OPS).join(', ')})`);
+    }
+    const o = i * ARG_CMP_SIZE;
+    buf.writeUInt32LE(a.index, o);
+    buf.writeInt32LE(op, o + 4);
+    buf.writeBigUInt64LE(u64(a.value, `${p}.value`), o + 8);
+    buf.writeBigUInt64LE(a.valueTwo === undefined ? 0n : u64(a.valueTwo, `${p}.valueTwo`), o + 16);
+  });
+  return buf;
+}
+
+/** libseccomp architecture token for an OCI name such as SCMP_ARCH_X86_64 (0 if unknown). */
+export function archToken(ociName: string): number {
+  if (!/^SCMP_ARCH_[A-Z0-9_]+$/.test(ociName)) return 0;
+  return lib().archResolveName(ociName.slice('SCMP_ARCH_'.length).toLowerCase());
+}
+
+/** Syscall number for the native architecture, a negative pseudo-number for syscalls that
+ * exist only on other architectures, or null when libseccomp does not know the name. */
+export function resolveSyscall(name: string): number | null {
+  const nr = lib().syscallResolveName(name);
+  return nr === -1 ? null : nr;
+}
+
+export interface CompileOptions {
+  /** JSON path of the profile, used in error messages. Default `linux.seccomp`. */
+  path?: string;
+}
+
+/**
+ * Builds the BPF program for `profile`. Throws ConfigError for malformed input and
+ * SeccompError when libseccomp rejects a rule; both name the JSON path at fault.
+ */
+export function compileSeccomp(profile: Seccomp, opts: CompileOptions = {}): CompiledSeccomp {
+  const base = opts.path ?? 'linux.seccomp';
+  if (profile === null || typeof profile !== 'object') throw new ConfigError(base, 'must be an object');
+  if (profile.listenerPath) {
+    throw new ConfigError(`${base}.listenerPath`, 'seccomp user notification (listenerPath) is not supported by berth');
+  }
+  const defErrno = checkErrnoRet(profile.defaultErrnoRet, `${base}.defaultErrnoRet`);
+  const defAction = actionValue(profile.defaultAction, defErrno, `${base}.defaultAction`);
+
+  let flags = 0;
+  (profile.flags ?? []).forEach((f, i) => {
+    const v = FLAGS[f];
+    if (v === undefined) {
+      throw new ConfigError(`${base}.flags[${i}]`, `unknown seccomp flag "${f}" (expected one of ${Object.keys(FLAGS).join(', ')})`);
+    }
+    flags |= v;
+  });
+
+  const l = lib();
+  const ctx = l.init(defAction);
+  if (!ctx) throw new SeccompError(`${base}.defaultAction`, 0, `seccomp_init(${profile.defaultAction}) failed`);
+  const skipped: string[] = [];
+  try {
+    (profile.architectures ?? []).forEach((arch, i) => {
+      const p = `${base}.architectures[${i}]`;
+      const tok = typeof arch === 'string' ? archToken(arch) : 0;
+      if (!tok) throw new ConfigError(p, `unknown seccomp architecture ${JSON.stringify(arch)} (expected e.g. SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64)`);
+      const rc = l.archAdd(ctx, tok);
+      if (rc < 0 && rc !== -EEXIST) throw new SeccompError(p, -rc, `seccomp_arch_add(${arch}) failed (architectures of different byte order cannot share a filter)`);
+    });
+
+    (profile.syscalls ?? []).forEach((sc, i) => {
+      const p = `${base}.syscalls[${i}]`;
+      if (sc === null || typeof sc !== 'object') throw new ConfigError(p, 'must be an object {names, action, errnoRet?, args?}');
+      if (!Array.isArray(sc.names) || sc.names.length === 0) throw new ConfigError(`${p}.names`, 'must be a non-empty list of syscall names');
+      const errnoRet = checkErrnoRet(sc.errnoRet, `${p}.errnoRet`);
+      const action = actionValue(sc.action, errnoRet, `${p}.action`);
+      const args = sc.args ?? [];
+      if (!Array.isArray(args)) throw new ConfigError(`${p}.args`, 'must be a list');
+      if (args.length > MAX_ARGS) throw new ConfigError(`${p}.args`, `at most ${MAX_ARGS} conditions are allowed, got ${args.length}`);
+      const packed = packArgs(args, `${p}.args`);
+      // Same index twice: libseccomp cannot AND them; runc adds one rule per condition.
+      const indices = args.map((a) => a.index);
+      const perCondition = new Set(indices).size !== indices.length;
+      const ruleArgs: Array<{ buf: Buffer | null; n: number }> = perCondition
+        ? args.map((_, k) => ({ buf: packed.subarray(k * ARG_CMP_SIZE, (k + 1) * ARG_CMP_SIZE), n: 1 }))
+        : [{ buf: args.length ? packed : null, n: args.length }];
+      // A rule that repeats the default action adds nothing (libseccomp refuses it with EACCES).
+      const sameAsDefault = action === defAction;
+
+      sc.names.forEach((name, j) => {
+        const np = `${p}.names[${j}]`;
+        if (typeof name !== 'string' || name === '') throw new ConfigError(np, `must be a syscall name, got ${JSON.stringify(name)}`);
+        const nr = l.syscallResolveName(name);
+        if (nr === -1) {
+          if (!skipped.includes(name)) skipped.push(name);
+          return;
+        }
+        if (sameAsDefault) return;
+        for (const r of ruleArgs) {
+          const rc = l.ruleAddArray(ctx, action, nr, r.n, r.buf);
+          if (rc === -EACCES) continue; // equals the default action
+          if (rc < 0) throw new SeccompError(np, -rc, `seccomp_rule_add_array for syscall "${name}" (${sc.action}${args.length ? ` with ${args.length} condition(s)` : ''}) failed`);
+        }
+      });
+    });
+
+    return { program: exportProgram(l, ctx, base), flags, skipped };
+  } finally {
+    l.release(ctx);
+  }
+}
+
+function exportProgram(l: LibSeccomp, ctx: Ctx, path: string): Buffer {
+  const fd = l.memfdCreate('berth-seccomp', MFD_CLOEXEC);
+  if (fd < 0) throw new SeccompError(path, koffi.errno(), 'memfd_create for the BPF export failed');
+  try {
+    const rc = l.exportBpf(ctx, fd);
+    if (rc < 0) throw new SeccompError(path, -rc, 'seccomp_export_bpf failed');
+    const size = fs.fstatSync(fd).size;
+    const out = Buffer.alloc(size);
+    let off = 0;
+    while (off < size) {
+      const n = fs.readSync(fd, out, off, size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    if (off !== size || size === 0 || size % 8 !== 0) {
+      throw new SeccompError(path, 0, `seccomp_export_bpf produced a malformed program (${off} of ${size} bytes)`);
+    }
+    return out;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
