@@ -56,6 +56,11 @@ export interface Cgroup {
   /** SIGKILL everything inside, wait for it to be empty, then rmdir every directory (retrying EBUSY briefly). Idempotent. */
   destroy(): Promise<void>;
   exists(): boolean;
+  /**
+   * Settings that were requested but not enforced (e.g. device rules on cgroup v2 without eBPF,
+   * swappiness on v2). apply() appends here; callers may log or surface them.
+   */
+  readonly warnings: string[];
 }
 
 export interface CgroupDriver {
