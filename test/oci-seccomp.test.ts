@@ -175,22 +175,22 @@ t.test('flags, unknown names and rules equal to the default action', async (t) =
 
 t.test('bad profiles name the JSON path at fault', async (t) => {
   const bad = (p: unknown): Seccomp => p as Seccomp;
-  t.throws(() => compileSeccomp(bad({ defaultAction: 'SCMP_ACT_NOPE' })), { constructor: ConfigError, path: 'linux.seccomp.defaultAction' });
+  t.throws(() => compileSeccomp(bad({ defaultAction: 'SCMP_ACT_NOPE' })), { constructor: ConfigError, code: 'EINVALIDCONFIG', path: 'linux.seccomp.defaultAction' });
   t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO' }, { names: ['write'], action: 'SCMP_ACT_NOTIFY' }] }),
-    { constructor: ConfigError, path: 'linux.seccomp.syscalls[1].action', message: /not supported/ });
-  t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/x.sock' }), { path: 'linux.seccomp.listenerPath' });
-  t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_PDP11'] }), { path: 'linux.seccomp.architectures[0]' });
+    { constructor: ConfigError, code: 'EINVALIDCONFIG', path: 'linux.seccomp.syscalls[1].action', message: /not supported/ });
+  t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/x.sock' }), { code: 'EINVALIDCONFIG', path: 'linux.seccomp.listenerPath' });
+  t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_PDP11'] }), { code: 'EINVALIDCONFIG', path: 'linux.seccomp.architectures[0]' });
   t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_S390X'] }),
-    { constructor: SeccompError, path: 'linux.seccomp.architectures[1]', errno: 33 });
-  t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_NOPE'] }), { path: 'linux.seccomp.flags[0]' });
+    { constructor: SeccompError, code: 'ESECCOMP', path: 'linux.seccomp.architectures[1]', errno: 33 });
+  t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_NOPE'] }), { code: 'EINVALIDCONFIG', path: 'linux.seccomp.flags[0]' });
   t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_ABOUT' }] }] }),
-    { path: 'linux.seccomp.syscalls[0].args[0].op' });
+    { code: 'EINVALIDCONFIG', path: 'linux.seccomp.syscalls[0].args[0].op' });
   t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }] }),
-    { path: 'linux.seccomp.syscalls[0].args[0].index' });
+    { code: 'EINVALIDCONFIG', path: 'linux.seccomp.syscalls[0].args[0].index' });
   t.throws(() => compileSeccomp(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read', 7], action: 'SCMP_ACT_ERRNO' }] })),
-    { path: 'linux.seccomp.syscalls[0].names[1]' });
+    { code: 'EINVALIDCONFIG', path: 'linux.seccomp.syscalls[0].names[1]' });
   t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', errnoRet: 70000 }] }),
-    { path: 'linux.seccomp.syscalls[0].errnoRet' });
+    { code: 'EINVALIDCONFIG', path: 'linux.seccomp.syscalls[0].errnoRet' });
   t.throws(() => compileSeccomp({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: [], action: 'SCMP_ACT_ERRNO' }] }, { path: 'process.seccomp' }),
-    { path: 'process.seccomp.syscalls[0].names' });
+    { code: 'EINVALIDCONFIG', path: 'process.seccomp.syscalls[0].names' });
 });
