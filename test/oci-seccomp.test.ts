@@ -65,6 +65,10 @@ t.test('the Docker default profile compiles to a BPF program', async (t) => {
   t.equal(r.program.length % 8, 0, 'whole sock_filter instructions');
   t.equal(r.flags, 0);
   t.same(r.skipped, [], 'libseccomp 2.5.4 knows every name of the profile');
+  r.program.fill(0);
+  const again = compileSeccomp(defaultSeccompProfile([...DEFAULT_CAPS]));
+  t.ok(again.program.some((b) => b !== 0), 'a cached result is a copy: mutating one leaves the next intact');
+  t.equal(again.program.length, r.program.length);
 });
 
 t.test('ERRNO(EPERM) for mkdir makes busybox mkdir fail; other calls still work', async (t) => {

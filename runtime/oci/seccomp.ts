@@ -204,7 +204,27 @@ export interface CompileOptions {
  * SeccompError when libseccomp rejects a rule; both name the JSON path at fault.
  */
 export function compileSeccomp(profile: Seccomp, opts: CompileOptions = {}): CompiledSeccomp {
-  const base = opts.path ?? 'linux.seccomp';
+  // Compiling Docker's profile costs ~7 ms; pods start many containers with the same one.
+  let key: string | null = null;
+  try {
+    key = JSON.stringify(profile);
+  } catch {
+    key = null; // e.g. BigInt values: compile without caching
+  }
+  const hit = key === null ? undefined : cache.get(key);
+  if (hit) return { program: Buffer.from(hit.program), flags: hit.flags, skipped: [...hit.skipped] };
+  const out = compileUncached(profile, opts.path ?? 'linux.seccomp');
+  if (key !== null) {
+    if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
+    cache.set(key, { program: Buffer.from(out.program), flags: out.flags, skipped: [...out.skipped] });
+  }
+  return out;
+}
+
+const CACHE_MAX = 16;
+const cache = new Map<string, CompiledSeccomp>();
+
+function compileUncached(profile: Seccomp, base: string): CompiledSeccomp {
   if (profile === null || typeof profile !== 'object') throw new ConfigError(base, 'must be an object');
   if (profile.listenerPath) {
     throw new ConfigError(`${base}.listenerPath`, 'seccomp user notification (listenerPath) is not supported by berth');
