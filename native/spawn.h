@@ -1,0 +1,55 @@
+/*
+ * spawn.h: C API of native/spawn.c (the container init: clone -> namespaces -> mounts -> execve).
+ * Exported from native/build/libberth.so (called through koffi by runtime/linux/spawn.ts) and
+ * linkable into executables via native/build/spawn.o. The config encoding and the sync protocol
+ * are documented at the top of spawn.c.
+ */
+#ifndef BERTH_SPAWN_H
+#define BERTH_SPAWN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Sync-socket message types (see the protocol table in spawn.c). */
+enum berth_sync_type {
+	BERTH_SYNC_GO = 1,       /* parent -> child: parent-side setup done, continue */
+	BERTH_SYNC_HOOKS = 2,    /* child -> parent: mounts done, paused before pivot_root */
+	BERTH_SYNC_CONTINUE = 3, /* parent -> child: hooks ran, continue */
+	BERTH_SYNC_READY = 4,    /* child -> parent: about to block on the exec fifo */
+	BERTH_SYNC_PTY = 5,      /* child -> parent: pty master was sent on the fd socket */
+	BERTH_SYNC_ERROR = 6,    /* child -> parent: {errno, stage, message}; child then _exit(127) */
+};
+
+/* Outcome kinds returned by berth_spawn_next(). */
+enum berth_outcome {
+	BERTH_OUT_EXEC = 0,  /* EOF on the sync socket: execve succeeded */
+	BERTH_OUT_HOOKS = 2,
+	BERTH_OUT_READY = 4,
+	BERTH_OUT_ERROR = 6,
+};
+
+/*
+ * Clone the container init described by the encoded config (cfg, cfglen).
+ * On success returns 0 and fills out[0]=pid, out[1]=pidfd, out[2]=sync socket (parent end),
+ * out[3]=fd socket (parent end; the pty master arrives here). All fds are O_CLOEXEC and owned by
+ * the caller. On failure returns -errno and writes a message naming what failed into err.
+ */
+int berth_spawn(const uint8_t *cfg, size_t cfglen, int32_t *out, char *err, size_t errlen);
+
+/* Send a bare sync message (GO, CONTINUE) on the parent's sync socket. 0 or -errno. */
+int berth_sync_send(int syncfd, int type);
+
+/*
+ * Blocking helper for C callers (berth-monitor): reads the next outcome from the sync socket.
+ * out[0]=kind (enum berth_outcome), out[1]=errno (ERROR), out[2]=pty master fd or -1 (received
+ * from fdsock when a PTY message came first). stage/msg receive the error record. 0 or -errno.
+ */
+int berth_spawn_next(int syncfd, int fdsock, int32_t *out, char *stage, size_t stagelen, char *msg, size_t msglen);
+
+/* SCM_RIGHTS helpers Node lacks. */
+int berth_send_fd(int sock, int fd);            /* 0 or -errno */
+int berth_recv_fd(int sock);                    /* fd (O_CLOEXEC) or -errno */
+int berth_socketpair(int32_t *fds);             /* AF_UNIX SOCK_STREAM|SOCK_CLOEXEC; 0 or -errno */
+int berth_unix_connect_send_fd(const char *path, int fd); /* runc --console-socket; 0 or -errno */
+
+#endif
