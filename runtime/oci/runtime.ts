@@ -1,0 +1,436 @@
+/**
+ * The in-process runtime API: create/start/run/state/kill/delete/exec/pause/resume/update on OCI
+ * bundles. berth-oci (the runc-compatible CLI) is a thin layer over it; the engine, the agent and
+ * `berth bench` call it directly. A pod's containers share a sandbox by naming its namespace
+ * files (`record.namespacePaths`) in their spec; any container can be adopted after a restart
+ * because everything needed is in <root>/<id>/state.json.
+ */
+import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
+import { join } from 'node:path';
+import { constants as osConstants, userInfo } from 'node:os';
+import { BerthError } from '../errors.js';
+import type { Spec, Process, LinuxResources, OciState, NamespaceType } from './spec.js';
+import { loadBundle, validateProcess } from './validate.js';
+import { planInit, planProcess, cgroupResources } from './plan.js';
+import {
+  ContainerRecord, ensureRoot, containerDir, saveRecord, loadRecord, listIds, removeContainerDir,
+  readProcStat, initAlive, ociState, writeAtomic, checkId,
+} from './state.js';
+import { runHooks, runHooksBestEffort } from './hooks.js';
+import type { Cgroup, CgroupDriver, CgroupStats } from '../cgroups/types.js';
+import { detectCgroupDriver } from '../cgroups/index.js';
+import { spawnInit, reaper, sendFdToSocket } from '../linux/spawn.js';
+import type { SpawnConfig } from '../linux/spawn-types.js';
+import * as L from '../linux/libc.js';
+
+export const DEFAULT_ROOT = '/run/berth-oci';
+
+export interface RuntimeOptions {
+  root?: string;
+  cgroupDriver?: CgroupDriver;
+  /** Called with warnings that do not fail an operation (poststop hook failures, ...). */
+  warn?: (msg: string) => void;
+}
+
+export interface CreateOptions {
+  bundle: string;
+  /** Use this spec instead of reading <bundle>/config.json (the engine builds specs in memory). */
+  spec?: Spec;
+  pidFile?: string;
+  consoleSocket?: string;
+  noPivot?: boolean;
+  /** Number of fds after stdio (3, 4, …) passed to the container (runc --preserve-fds). */
+  preserveFds?: number;
+  /** fds that become the init's 0,1,2. Default: this process's own. */
+  stdio?: [number, number, number];
+  /**
+   * true (the CLI): the init becomes a child of our caller (CLONE_PARENT), as runc's does, so a
+   * shim/monitor that called us reaps it. false (in-process users): the init is our child and wait() works.
+   */
+  detached?: boolean;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: number | null;
+  /** Shell-style status: code, or 128 + signal. */
+  exitCode: number;
+  oomKilled: boolean;
+}
+
+export interface Created {
+  record: ContainerRecord;
+  /** The pty master when process.terminal and no consoleSocket was given; the caller owns it. */
+  ptyMaster: number;
+}
+
+export interface ExecOptions {
+  detached?: boolean;
+  pidFile?: string;
+  consoleSocket?: string;
+  stdio?: [number, number, number];
+  preserveFds?: number;
+}
+
+export interface ExecHandle {
+  pid: number;
+  ptyMaster: number;
+  /** Resolves when the process exits (only when not detached). */
+  wait(): Promise<ExitInfo>;
+}
+
+const NS_FILE: Record<NamespaceType, string> = {
+  pid: 'pid', network: 'net', mount: 'mnt', ipc: 'ipc', uts: 'uts', user: 'user', cgroup: 'cgroup', time: 'time',
+};
+
+export class ContainerStateError extends BerthError {
+  constructor(message: string) {
+    super('ESTATE', message);
+  }
+}
+
+export function parseSignal(sig: string | number): number {
+  if (typeof sig === 'number') return sig;
+  if (/^\d+$/.test(sig)) return Number(sig);
+  const name = sig.toUpperCase().startsWith('SIG') ? sig.toUpperCase() : `SIG${sig.toUpperCase()}`;
+  const n = (osConstants.signals as Record<string, number>)[name];
+  if (n === undefined) throw new BerthError('EINVALIDSIGNAL', `unknown signal ${JSON.stringify(sig)}`);
+  return n;
+}
+
+function exitInfo(code: number | null, signal: number | null, oomKilled: boolean): ExitInfo {
+  return { code, signal, exitCode: signal !== null ? 128 + signal : code ?? 0, oomKilled };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Runtime {
+  readonly root: string;
+  private driverCache: CgroupDriver | undefined;
+  private readonly warn: (msg: string) => void;
+
+  constructor(opts: RuntimeOptions = {}) {
+    this.root = opts.root ?? DEFAULT_ROOT;
+    this.driverCache = opts.cgroupDriver;
+    this.warn = opts.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
+  }
+
+  get cgroups(): CgroupDriver {
+    if (!this.driverCache) this.driverCache = detectCgroupDriver();
+    return this.driverCache;
+  }
+
+  private cgroupOf(rec: ContainerRecord): Cgroup | null {
+    return rec.cgroupPath ? this.cgroups.open(rec.cgroupPath) : null;
+  }
+
+  /** The status the kernel shows now. */
+  status(rec: ContainerRecord): OciState['status'] {
+    if (!rec.pid || !initAlive(rec)) return 'stopped';
+    if (existsSync(join(containerDir(this.root, rec.id), 'exec.fifo'))) return 'created';
+    const cg = this.cgroupOf(rec);
+    if (cg && cg.exists() && cg.isFrozen()) return 'paused';
+    return 'running';
+  }
+
+  load(id: string): ContainerRecord {
+    return loadRecord(this.root, id);
+  }
+
+  state(id: string): OciState {
+    const rec = this.load(id);
+    return ociState(rec, this.status(rec));
+  }
+
+  list(): { state: OciState; record: ContainerRecord }[] {
+    const out: { state: OciState; record: ContainerRecord }[] = [];
+    for (const id of listIds(this.root)) {
+      try {
+        const record = this.load(id);
+        out.push({ record, state: ociState(record, this.status(record)) });
+      } catch {
+        /* removed concurrently */
+      }
+    }
+    return out;
+  }
+
+  async create(id: string, opts: CreateOptions): Promise<Created> {
+    checkId(id);
+    ensureRoot(this.root);
+    const dir = containerDir(this.root, id);
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new ContainerStateError(`container "${id}" already exists: delete it first`);
+      throw e;
+    }
+    let cgroup: Cgroup | null = null;
+    let pending: ReturnType<typeof spawnInit> | null = null;
+    try {
+      const { bundle, spec, rootfs } = loadBundle(opts.bundle, opts.spec);
+      const cgroupPath = spec.linux?.cgroupsPath || id;
+      cgroup = this.cgroups.open(cgroupPath);
+      const record: ContainerRecord = {
+        id, bundle, rootfs, pid: 0, initStartTime: '0', created: new Date().toISOString(), cgroupPath: cgroup.path,
+        cgroupPaths: {}, cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: userInfo().username, detached: opts.detached ?? false,
+      };
+      // Recorded before anything is made, so an interrupted create can be cleaned up by delete.
+      saveRecord(this.root, record);
+      cgroup.create();
+      const resources = cgroupResources(spec);
+      if (resources) cgroup.apply(resources);
+      record.cgroupPaths = cgroup.paths();
+      const fifo = join(dir, 'exec.fifo');
+      L.mknod(fifo, L.S_IFIFO | 0o622);
+      const hasCreateHooks = Boolean(spec.hooks?.prestart?.length || spec.hooks?.createRuntime?.length || spec.hooks?.createContainer?.length);
+      const extraFds = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
+      const cfg = planInit(spec, {
+        rootfs, cgroupPaths: record.cgroupPaths, cgroupVersion: this.cgroups.version, noPivot: opts.noPivot,
+        execFifo: fifo, stdio: opts.stdio ?? [0, 1, 2], extraFds, cloneParent: opts.detached ?? false, hookPause: hasCreateHooks,
+      });
+      pending = spawnInit(cfg);
+      cgroup.addProcess(pending.pid);
+      this.writeIdMaps(spec, pending.pid);
+      pending.go();
+      let outcome = await pending.awaitOutcome();
+      const procStat = readProcStat(pending.pid);
+      record.pid = pending.pid;
+      record.initStartTime = procStat?.startTime ?? '0';
+      for (const ns of spec.linux?.namespaces ?? []) record.namespacePaths[ns.type] = ns.path ?? `/proc/${pending.pid}/ns/${NS_FILE[ns.type]}`;
+      if (outcome.kind === 'hooks') {
+        const st = ociState(record, 'creating');
+        await runHooks('prestart', spec.hooks?.prestart, st);
+        await runHooks('createRuntime', spec.hooks?.createRuntime, st);
+        await runHooks('createContainer', spec.hooks?.createContainer, st);
+        pending.continueAfterHooks();
+        outcome = await pending.awaitOutcome();
+      }
+      if (outcome.kind !== 'ready') throw new BerthError('ESPAWN', `container init did not stop at the exec fifo (got ${outcome.kind})`);
+      saveRecord(this.root, record);
+      let ptyMaster = outcome.ptyMaster;
+      if (ptyMaster >= 0 && opts.consoleSocket) {
+        try {
+          sendFdToSocket(opts.consoleSocket, ptyMaster);
+        } finally {
+          L.closeFd(ptyMaster);
+          ptyMaster = -1;
+        }
+      }
+      if (opts.pidFile) writeAtomic(opts.pidFile, String(record.pid), 0o644);
+      L.closeFd(pending.pidfd);
+      if (!opts.detached) reaper.watch(record.pid);
+      return { record, ptyMaster };
+    } catch (e) {
+      if (pending) {
+        pending.abort();
+      }
+      if (cgroup) await cgroup.destroy().catch(() => {});
+      removeContainerDir(this.root, id);
+      throw e;
+    }
+  }
+
+  private writeIdMaps(spec: Spec, pid: number): void {
+    const userNs = spec.linux?.namespaces?.find((n) => n.type === 'user');
+    if (!userNs || userNs.path) return;
+    const fmt = (m: { containerID: number; hostID: number; size: number }[]) => m.map((x) => `${x.containerID} ${x.hostID} ${x.size}\n`).join('');
+    writeFileSync(`/proc/${pid}/setgroups`, 'deny');
+    writeFileSync(`/proc/${pid}/uid_map`, fmt(spec.linux?.uidMappings ?? []));
+    writeFileSync(`/proc/${pid}/gid_map`, fmt(spec.linux?.gidMappings ?? []));
+  }
+
+  async start(id: string): Promise<void> {
+    const rec = this.load(id);
+    const status = this.status(rec);
+    if (status !== 'created') throw new ContainerStateError(`cannot start container "${id}": it is ${status}, not created`);
+    for (const hook of rec.config.hooks?.startContainer ?? []) {
+      const h = await this.exec(id, { args: [hook.path, ...(hook.args ?? []).slice(1)], env: hook.env, cwd: '/', user: { uid: 0, gid: 0 } }, {});
+      const r = await h.wait();
+      if (r.exitCode !== 0) throw new BerthError('EHOOK', `startContainer hook ${hook.path} failed with status ${r.exitCode}`);
+    }
+    const fifo = join(containerDir(this.root, id), 'exec.fifo');
+    const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+    try {
+      const buf = Buffer.alloc(1);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        let n = 0;
+        try {
+          n = readSync(fd, buf, 0, 1, null);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+        }
+        if (n === 1) break;
+        if (!initAlive(rec)) throw new ContainerStateError(`container "${id}" init exited before it was started`);
+        if (Date.now() > deadline) throw new ContainerStateError(`container "${id}" init did not take the start signal within 10s`);
+        await sleep(1);
+      }
+    } finally {
+      closeSync(fd);
+    }
+    try { unlinkSync(fifo); } catch { /* already gone */ }
+    for (const w of await runHooksBestEffort('poststart', rec.config.hooks?.poststart, ociState(rec, 'running'))) this.warn(w);
+  }
+
+  async run(id: string, opts: CreateOptions): Promise<Created> {
+    const c = await this.create(id, opts);
+    try {
+      await this.start(id);
+    } catch (e) {
+      await this.delete(id, true).catch(() => {});
+      throw e;
+    }
+    return c;
+  }
+
+  /** Wait for the init to exit (in-process containers, created with detached=false). */
+  async wait(id: string): Promise<ExitInfo> {
+    const rec = this.load(id);
+    if (!rec.pid) return exitInfo(null, null, false);
+    const r = await reaper.wait(rec.pid);
+    return exitInfo(r.code, r.signal, r.signal === 9 && this.oomKills(rec) > 0);
+  }
+
+  private oomKills(rec: ContainerRecord): number {
+    try {
+      const cg = this.cgroupOf(rec);
+      return cg && cg.exists() ? cg.stats().memory.oomKills : 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  kill(id: string, signal: string | number = 'SIGTERM', all = false): void {
+    const rec = this.load(id);
+    const sig = parseSignal(signal);
+    const status = this.status(rec);
+    if (status === 'stopped') throw new ContainerStateError(`container "${id}" is not running`);
+    if (all) {
+      const cg = this.cgroupOf(rec);
+      for (const pid of cg?.pids() ?? [rec.pid]) {
+        try { process.kill(pid, sig); } catch { /* exited */ }
+      }
+      return;
+    }
+    const pidfd = L.pidfdOpen(rec.pid);
+    try {
+      // The pidfd pins the process: re-check identity after opening it, then signal race-free.
+      if (!initAlive(rec)) throw new ContainerStateError(`container "${id}" is not running`);
+      L.pidfdSendSignal(pidfd, sig);
+    } finally {
+      L.closeFd(pidfd);
+    }
+  }
+
+  async delete(id: string, force = false): Promise<void> {
+    const rec = this.load(id);
+    const status = this.status(rec);
+    const cg = this.cgroupOf(rec);
+    if (status !== 'stopped') {
+      if (!force && status !== 'created') throw new ContainerStateError(`cannot delete container "${id}": it is ${status} — stop it first or use --force`);
+      if (status === 'paused' && cg) await cg.thaw();
+      if (cg) {
+        for (const pid of cg.pids()) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      }
+      try { this.kill(id, 'SIGKILL'); } catch { /* gone */ }
+      const deadline = Date.now() + 5000;
+      while (initAlive(rec) && Date.now() < deadline) await sleep(2);
+    }
+    if (cg) await cg.destroy();
+    if (rec.pid) {
+      for (const w of await runHooksBestEffort('poststop', rec.config.hooks?.poststop, ociState(rec, 'stopped'))) this.warn(w);
+    }
+    reaper.forget(rec.pid);
+    removeContainerDir(this.root, id);
+  }
+
+  async exec(id: string, proc: Process, opts: ExecOptions = {}): Promise<ExecHandle> {
+    validateProcess(proc, 'process');
+    const rec = this.load(id);
+    const status = this.status(rec);
+    if (status === 'stopped') throw new ContainerStateError(`cannot exec in container "${id}": it is stopped`);
+    if (status === 'paused') throw new ContainerStateError(`cannot exec in container "${id}": it is paused`);
+    const spec = rec.config;
+    const namespaces = (spec.linux?.namespaces ?? []).map((n) => ({ kind: n.type, path: rec.namespacePaths[n.type] ?? `/proc/${rec.pid}/ns/${NS_FILE[n.type]}` }));
+    const cfg: SpawnConfig = {
+      namespaces, rootfs: '', rootfsReadonly: false, rootfsPropagation: 0, noPivot: false, mounts: [], setupDev: false, devices: [],
+      maskedPaths: [], readonlyPaths: [], hostname: '', domainname: '', sysctls: [],
+      ...planProcess(proc, spec),
+      stdio: opts.stdio ?? [0, 1, 2],
+      extraFds: Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i),
+      execFifo: '', cloneParent: opts.detached ?? false, parentDeathSignal: 0, hookPause: false,
+    };
+    const pending = spawnInit(cfg);
+    try {
+      const cg = this.cgroupOf(rec);
+      if (cg) cg.addProcess(pending.pid);
+      pending.go();
+      const outcome = await pending.awaitOutcome();
+      let ptyMaster = outcome.ptyMaster;
+      if (ptyMaster >= 0 && opts.consoleSocket) {
+        try { sendFdToSocket(opts.consoleSocket, ptyMaster); } finally { L.closeFd(ptyMaster); ptyMaster = -1; }
+      }
+      if (opts.pidFile) writeAtomic(opts.pidFile, String(pending.pid), 0o644);
+      L.closeFd(pending.pidfd);
+      const pid = pending.pid;
+      if (!opts.detached) reaper.watch(pid);
+      return {
+        pid, ptyMaster,
+        wait: async () => {
+          if (opts.detached) throw new BerthError('EDETACHED', 'cannot wait for a detached exec process');
+          const r = await reaper.wait(pid);
+          return exitInfo(r.code, r.signal, false);
+        },
+      };
+    } catch (e) {
+      pending.abort();
+      throw e;
+    }
+  }
+
+  async pause(id: string): Promise<void> {
+    const rec = this.load(id);
+    const status = this.status(rec);
+    if (status !== 'running' && status !== 'created') throw new ContainerStateError(`cannot pause container "${id}": it is ${status}`);
+    await this.requireCgroup(rec).freeze();
+  }
+
+  async resume(id: string): Promise<void> {
+    const rec = this.load(id);
+    if (this.status(rec) !== 'paused') throw new ContainerStateError(`cannot resume container "${id}": it is not paused`);
+    await this.requireCgroup(rec).thaw();
+  }
+
+  update(id: string, resources: LinuxResources): void {
+    const rec = this.load(id);
+    if (this.status(rec) === 'stopped') throw new ContainerStateError(`cannot update container "${id}": it is stopped`);
+    this.requireCgroup(rec).apply(resources);
+    const linux = (rec.config.linux ??= {});
+    linux.resources = mergeResources(linux.resources ?? {}, resources);
+    saveRecord(this.root, rec);
+  }
+
+  ps(id: string): number[] {
+    return this.requireCgroup(this.load(id)).pids();
+  }
+
+  stats(id: string): CgroupStats {
+    return this.requireCgroup(this.load(id)).stats();
+  }
+
+  private requireCgroup(rec: ContainerRecord): Cgroup {
+    const cg = this.cgroupOf(rec);
+    if (!cg) throw new ContainerStateError(`container "${rec.id}" has no cgroup`);
+    return cg;
+  }
+}
+
+function mergeResources(a: LinuxResources, b: LinuxResources): LinuxResources {
+  const out: LinuxResources = { ...a };
+  for (const [k, v] of Object.entries(b) as [keyof LinuxResources, unknown][]) {
+    const prev = out[k];
+    (out as Record<string, unknown>)[k] = prev && typeof prev === 'object' && !Array.isArray(prev) && v && typeof v === 'object' && !Array.isArray(v) ? { ...prev, ...v } : v;
+  }
+  return out;
+}

@@ -1,0 +1,69 @@
+/**
+ * Helpers for runtime tests: a bundle with a busybox rootfs and a spec derived from the runc
+ * template, each with its own state root and cgroup parent, all removed in teardown.
+ */
+import { mkdtempSync, rmSync, writeFileSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { makeBundleDir } from '../fixtures/rootfs.js';
+import { defaultSpec } from '../../runtime/oci/default-spec.js';
+import type { Spec } from '../../runtime/oci/spec.js';
+import { Runtime } from '../../runtime/oci/runtime.js';
+
+export interface TestEnv {
+  root: string;
+  bundle: string;
+  rootfs: string;
+  cgroupParent: string;
+  rt: Runtime;
+  spec(args: string[], mutate?: (s: Spec) => void): Spec;
+  /** A fresh output file to pass as stdout/stderr; read() returns what was written. */
+  output(): { fd: number; read(): string; path: string };
+  id(prefix?: string): string;
+  cleanup(): Promise<void>;
+}
+
+export function makeEnv(): TestEnv {
+  const b = makeBundleDir('berth-oci-test-');
+  const root = mkdtempSync(join(tmpdir(), 'berth-oci-state-'));
+  const suffix = randomBytes(4).toString('hex');
+  const cgroupParent = `/berth-test-${suffix}`;
+  const rt = new Runtime({ root, warn: () => {} });
+  const fds: number[] = [];
+  let n = 0;
+  return {
+    root, bundle: b.dir, rootfs: b.rootfs, cgroupParent, rt,
+    id: (prefix = 'c') => `${prefix}-${suffix}-${n++}`,
+    spec(args, mutate) {
+      const s = defaultSpec({ args, terminal: false });
+      s.root = { path: 'rootfs', readonly: false };
+      s.hostname = 'berth-test';
+      s.linux!.cgroupsPath = `${cgroupParent}/${randomBytes(3).toString('hex')}`;
+      if (mutate) mutate(s);
+      return s;
+    },
+    output() {
+      const path = join(b.dir, `out-${n++}.txt`);
+      writeFileSync(path, '');
+      const fd = openSync(path, 'a');
+      fds.push(fd);
+      return { fd, path, read: () => readFileSync(path, 'utf8') };
+    },
+    async cleanup() {
+      for (const { record } of rt.list()) await rt.delete(record.id, true).catch(() => {});
+      for (const fd of fds) { try { closeSync(fd); } catch { /* closed */ } }
+      // Remove the per-test cgroup parent in every hierarchy.
+      for (const h of ['memory', 'cpu,cpuacct', 'cpuset', 'pids', 'blkio', 'devices', 'freezer', 'hugetlb', 'net_cls,net_prio', 'perf_event', 'rdma', 'misc', 'unified', 'systemd']) {
+        const dir = `/sys/fs/cgroup/${h}${cgroupParent}`;
+        if (existsSync(dir)) { try { rmSync(dir, { recursive: false }); } catch { /* non-empty or gone */ } }
+      }
+      rmSync(root, { recursive: true, force: true });
+      b.cleanup();
+    },
+  };
+}
+
+export function writeSpec(bundle: string, spec: Spec): void {
+  writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+}
