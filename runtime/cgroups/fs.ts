@@ -39,7 +39,7 @@ function hintFor(file: string, code: string, value: string): string {
   const base = path.basename(file);
   switch (code) {
     case 'EBUSY':
-      if (base.startsWith('memory.')) return ' (the cgroup already uses more memory than this limit, or memory.limit_in_bytes > memory.memsw.limit_in_bytes would result)';
+      if (base.startsWith('memory.')) return ' (the cgroup already uses more memory than this limit and the kernel could not reclaim enough)';
       if (base === 'cgroup.subtree_control') return ' (a cgroup with processes cannot enable controllers for its children: no-internal-processes rule)';
       if (base.startsWith('cpuset.')) return ' (a child cgroup or a running task uses CPUs/memory nodes outside the new set)';
       return ' (the cgroup or the resource is in use)';
@@ -50,6 +50,9 @@ function hintFor(file: string, code: string, value: string): string {
       if (base === 'cpu.cfs_quota_us' || base === 'cpu.cfs_period_us' || base === 'cpu.max') return ' (invalid CPU bandwidth: period must be 1000..1000000 us, quota >= 1000 us and within the parent\'s bandwidth)';
       if (base === 'devices.deny' && value.startsWith('a')) return ' (deny-all is refused on a cgroup that has children)';
       return ' (the kernel rejected the value)';
+    case 'ERANGE':
+      if (base.startsWith('cpuset.')) return ' (the list names CPUs or memory nodes that do not exist on this host)';
+      return ' (the value is out of range)';
     case 'ESRCH':
       return ' (no such process: it has already exited)';
     case 'EACCES':

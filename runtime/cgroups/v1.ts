@@ -337,7 +337,8 @@ class V1Cgroup implements Cgroup {
         limitBytes: limitRaw === 0n || limitRaw >= V1_UNLIMITED_THRESHOLD ? null : Number(limitRaw),
         swapBytes: memswRaw === null ? null : num(memswRaw),
         oomKills: Number(parseKeyValues(rd('memory', 'memory.oom_control')).get('oom_kill') ?? 0n),
-        failCount: num(rd('memory', 'memory.failcnt')),
+        // With memsw limited, charges hit the memsw counter first: report whichever limit was hit more.
+        failCount: Math.max(num(rd('memory', 'memory.failcnt')), num(rd('memory', 'memory.memsw.failcnt'))),
       },
       pids: { current: num(rd('pids', 'pids.current')), limit: parseIntOrNull(pidsMax) },
       blkio: { readBytes, writeBytes },
