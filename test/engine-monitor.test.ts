@@ -2,7 +2,7 @@
  * native/monitor.c + runtime/engine/monitor.ts against a real OCI runtime (runc by default;
  * BERTH_TEST_RUNTIME=/path/to/berth-oci to run the same checks against ours).
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -72,7 +72,7 @@ function box(tt: Tap, args: string[], o: { terminal?: boolean; opts?: Partial<Mo
   });
   return { id, bundle: b.dir, root, opts, cgParent };
 }
-type Tap = typeof t;
+type Tap = Test;
 
 function assertClean(tt: Tap, bx: Box, initPid: number): void {
   tt.notOk(pidAlive(initPid), 'init is gone');

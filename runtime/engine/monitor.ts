@@ -284,7 +284,7 @@ export interface AttachSession {
 export function attach(socketPath: string, opts: AttachOptions = {}): Promise<AttachSession> {
   return new Promise((resolveConn, rejectConn) => {
     const s = connect(socketPath);
-    let pending = Buffer.alloc(0);
+    let pending: Buffer = Buffer.alloc(0);
     let exit: ExitRecord | null = null;
     let resolveDone: (r: ExitRecord | null) => void = () => {};
     const done = new Promise<ExitRecord | null>((r) => { resolveDone = r; });
