@@ -1,12 +1,12 @@
 /** runtime/engine/logs.ts: CRI log reading, --tail, --timestamps, partial lines, follow across rotation. */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { followLogs, readLogs, formatLine } from '../runtime/engine/logs.js';
 
-function tmp(tt: typeof t): string {
+function tmp(tt: Test): string {
   const d = mkdtempSync(join(tmpdir(), 'berth-logs-'));
   tt.teardown(() => rmSync(d, { recursive: true, force: true }));
   return d;
