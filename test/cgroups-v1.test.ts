@@ -234,13 +234,15 @@ if (driver.version !== 1) {
     t.same(cg.pids(), []);
   });
 
-  t.test('nested cgroups are removed deepest first', async (t) => {
+  t.test('nested (and frozen) cgroups are removed deepest first', async (t) => {
     const pod = open('pod');
     const ctr = open('pod/ctr');
     pod.create();
     ctr.create();
     const sleeper = start('sleep', ['30']);
     ctr.addProcess(sleeper.pid!);
+    await pod.freeze(); // a frozen task cannot die: destroy must thaw first
+    t.ok(pod.isFrozen());
     await pod.destroy();
     t.notOk(ctr.exists());
     t.notOk(pod.exists());

@@ -3,8 +3,9 @@
  * names the file, the value and the errno, with a hint for the errnos that have a well-known cause
  * (EBUSY on a memory limit below usage, ENOENT for a controller that is not enabled, ...).
  *
- * Writes open the file O_WRONLY without O_CREAT/O_TRUNC, exactly like `echo v > file` does on
- * cgroupfs minus the create: a file that does not exist is a missing controller, never a new file.
+ * Writes open the file O_WRONLY|O_TRUNC without O_CREAT, like `echo v > file` minus the create: a
+ * file that does not exist is a missing controller, never a new file. (O_TRUNC is a no-op on
+ * cgroupfs and keeps plain-file layout trees exact.)
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -77,7 +78,7 @@ export function writeCgroupFile(file: string, value: string | number | bigint): 
   const text = String(value);
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY);
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_TRUNC);
   } catch (err) {
     const code = errCode(err);
     throw new CgroupError(file, code, `cannot write ${describeValue(text)} to ${file}: ${code}${hintFor(file, code, text)}`, { cause: err });
