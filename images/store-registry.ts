@@ -12,6 +12,7 @@ export function defaultRegistryFactory(_ref: ImageReference, opts: RegistryOptio
     ...(opts.creds ? { creds: opts.creds } : {}),
     ...(opts.insecure ? { insecure: opts.insecure } : {}),
     ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(opts.onRateLimit ? { onRateLimit: opts.onRateLimit } : {}),
   });
   return {
     headManifest: async (r) => {

@@ -49,6 +49,8 @@ export interface RegistryOptions {
   creds?: Credentials;
   insecure?: string[];
   signal?: AbortSignal;
+  /** Registry rate-limit headers as they arrive (Docker Hub's ratelimit-remaining). */
+  onRateLimit?: (info: { host: string; limit?: number; remaining?: number; retryAfterMs?: number }) => void;
 }
 
 export type RegistryFactory = (ref: ImageReference, opts: RegistryOptions) => RegistryAPI;
