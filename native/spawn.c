@@ -908,6 +908,15 @@ static void join_namespaces(void)
 			n->fd = -1;
 		}
 	}
+	/*
+	 * In a user namespace we created, become its root now that the parent wrote the maps (as
+	 * runc does): until then our kuid 0 is unmapped there and creating inodes on filesystems the
+	 * namespace owns (tmpfs on /dev) fails with EOVERFLOW. Ignored when 0 is not mapped.
+	 */
+	if (C->new_flags & CLONE_NEWUSER) {
+		if (syscall(SYS_setresgid, 0, 0, 0) < 0 && errno != EINVAL) { msg_reset(); msg_s("setresgid 0 in the new user namespace"); die("user", errno); }
+		if (syscall(SYS_setresuid, 0, 0, 0) < 0 && errno != EINVAL) { msg_reset(); msg_s("setresuid 0 in the new user namespace"); die("user", errno); }
+	}
 	if (C->new_cgroupns && unshare(CLONE_NEWCGROUP) < 0) { msg_reset(); msg_s("unshare cgroup namespace"); die("unshare", errno); }
 }
 

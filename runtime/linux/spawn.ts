@@ -87,8 +87,6 @@ class Writer {
   done(): Buffer { return this.buf.subarray(0, this.off); }
 }
 
-const U64_MAX = 0xffffffffffffffffn;
-
 /** Encode a SpawnConfig in the binary layout native/spawn.c decodes (documented there). Pure. */
 export function encodeSpawnConfig(cfg: SpawnConfig): Buffer {
   const w = new Writer();
