@@ -5,7 +5,7 @@ import t from 'tap';
 import {
   blkioWeightToIoWeight, cpuMaxValue, cpuSharesToWeight, cpuSharesToWeightLinear, deviceRuleToV1, devicesAllowAll,
   hugepageSizeFromKb, memorySwapToV2, normalizeCpuset, pidsLimitValue, resolveCgroupsPath, validateUnifiedKey,
-  validateSwappiness,
+  validateSwappiness, milliCpuToShares, milliCpuToQuota,
 } from '../runtime/cgroups/convert.js';
 import { detectCgroupDriver, detectCgroupVersion, v1MountsFromMountinfo } from '../runtime/cgroups/index.js';
 import { ConfigError } from '../runtime/errors.js';
@@ -47,6 +47,18 @@ t.test('shares -> cpu.weight: linear (kubelet) for reference', async (t) => {
   t.equal(cpuSharesToWeightLinear(1024), 39);
   t.equal(cpuSharesToWeightLinear(262144), 10000);
   t.equal(cpuSharesToWeightLinear(5000), 1 + Math.floor((4998 * 9999) / 262142));
+});
+
+t.test('kubelet formulas: milliCPU -> shares and quota', async (t) => {
+  t.equal(milliCpuToShares(0), 2, 'BestEffort');
+  t.equal(milliCpuToShares(1), 2, 'min 2');
+  t.equal(milliCpuToShares(100), 102);
+  t.equal(milliCpuToShares(1000), 1024);
+  t.equal(milliCpuToShares(1_000_000), 262144, 'max');
+  t.equal(milliCpuToQuota(0), -1, 'no limit');
+  t.equal(milliCpuToQuota(500), 50000);
+  t.equal(milliCpuToQuota(2000), 200000);
+  t.equal(milliCpuToQuota(5), 1000, 'at least 1 ms');
 });
 
 t.test('blkio weight -> io.weight', async (t) => {
@@ -107,7 +119,7 @@ t.test('device rules', async (t) => {
   t.throws(() => deviceRuleToV1({ allow: true, type: 'x' as 'c' }, 2), { message: /devices\[2\]\.type/ });
   t.throws(() => deviceRuleToV1({ allow: true, access: 'rwx' }), { message: /access/ });
   t.ok(devicesAllowAll(undefined));
-  t.ok(devicesAllowAll([]));
+  t.notOk(devicesAllowAll([]), 'an empty list starts (and ends) at deny-all');
   t.ok(devicesAllowAll([{ allow: true, access: 'rwm' }]));
   t.notOk(devicesAllowAll([{ allow: false, access: 'rwm' }]));
   t.notOk(devicesAllowAll([{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3 }]));

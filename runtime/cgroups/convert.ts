@@ -159,9 +159,13 @@ export function deviceRuleToV1(rule: DeviceCgroup, index = 0): string {
   return `${type} ${num(rule.major, 'major')}:${num(rule.minor, 'minor')} ${access}`;
 }
 
-/** True when the device rules amount to "allow everything" (what v2 without eBPF gives). */
+/**
+ * True when the device rules amount to "allow everything" (what v2 without eBPF gives). As in
+ * runc, the rule list starts from deny-all: undefined means "leave alone" (allow-all here), but an
+ * empty list denies every device.
+ */
 export function devicesAllowAll(devices: DeviceCgroup[] | undefined): boolean {
-  if (!devices || devices.length === 0) return true;
+  if (!devices) return true;
   // Effective result: the last rule that is a full wildcard decides the default, and any rule after
   // it that denies something narrows it. Allow-all only if the last wildcard rule is an allow with
   // rwm and no deny follows it.
@@ -223,3 +227,19 @@ export const USER_HZ = 100n;
 
 /** A value in v1 memory files at or above this means "unlimited" (PAGE_COUNTER_MAX * page size). */
 export const V1_UNLIMITED_THRESHOLD = 1n << 62n;
+
+/** Kubelet's CFS period (100 ms) and the smallest quota it writes (1 ms). */
+export const KUBE_CFS_PERIOD_US = 100000;
+export const KUBE_MIN_QUOTA_US = 1000;
+
+/** Kubelet milliCPU request -> cpu.shares: req*1024/1000, clamped to [2, 262144]; no request -> 2. */
+export function milliCpuToShares(milliCpu: number): number {
+  if (milliCpu <= 0) return 2;
+  return Math.min(262144, Math.max(2, Math.floor((milliCpu * 1024) / 1000)));
+}
+
+/** Kubelet milliCPU limit -> CFS quota (us): lim*period/1000, at least 1 ms; no limit -> -1 (unlimited). */
+export function milliCpuToQuota(milliCpu: number, period = KUBE_CFS_PERIOD_US): number {
+  if (milliCpu <= 0) return -1;
+  return Math.max(KUBE_MIN_QUOTA_US, Math.floor((milliCpu * period) / 1000));
+}

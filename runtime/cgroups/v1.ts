@@ -161,6 +161,7 @@ class V1Cgroup implements Cgroup {
     }
   }
 
+  /** Like runc: start from deny-all ("a" to devices.deny), then each rule in order. [] denies all. */
   private applyDevices(r: LinuxResources): void {
     const devices = r.devices ?? [];
     const lines = devices.map((d, i) => ({ allow: d.allow, line: deviceRuleToV1(d, i) }));
