@@ -136,7 +136,7 @@ t.test('a body that breaks mid-way is resumed', async (t) => {
     const res = await opener(url)(offset);
     if (!first) return res;
     first = false;
-    const body = (res as { body: IncomingMessage }).body;
+    const body = (res as unknown as { body: IncomingMessage }).body;
     // deliver ~100 KB, then fail like a reset connection
     async function* broken() {
       let n = 0;
