@@ -107,6 +107,9 @@ t.test('killed with SIGKILL through the runtime: signal 9; monitor RSS is small'
   tt.comment(`berth-monitor RSS: ${rss} kB`);
   tt.ok(rss > 0 && rss < 2048, `monitor RSS ${rss} kB < 2 MB`);
   tt.equal(ppidOf(h.initPid), h.monitorPid, 'init is the monitor\'s child');
+  process.kill(h.monitorPid, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, 50));
+  tt.ok(monitorAlive(h.monitorPid) && pidAlive(h.initPid), 'SIGTERM to the monitor does not stop it or the container');
   const st = await monitorStatus(bx.opts.ctlSocket!);
   tt.same(st, { state: 'running', pid: h.initPid, restarts: 0 });
   execFileSync(RUNTIME, ['--root', bx.root, 'kill', bx.id, 'KILL']);
