@@ -266,7 +266,8 @@ export class RegistryClient {
   private authError(req: Req, status: number, errors: { code: string; message?: string }[], hadAuth: boolean): AuthError {
     const creds = this.credentialsFor(req.host);
     const repo = req.repo ?? req.what;
-    const detail = errors.length ? ` (${errors.map((e) => e.message ?? e.code).join('; ')})` : '';
+    const msgs = errors.map((e) => e.message ?? e.code).filter((m) => !/^authentication required$/i.test(m));
+    const detail = msgs.length ? ` (${msgs.join('; ')})` : '';
     if (!creds) {
       return new AuthError(`authentication required for ${repo} on ${req.host}${detail}: run berth login ${req.host}`, status, errors);
     }
