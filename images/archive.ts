@@ -15,7 +15,7 @@ import { sha256Digest } from './content.js';
 import type { ImageRecord } from './db.js';
 import { hostPlatform, MediaType, parseManifestOrIndex, selectPlatform, type Descriptor, type ImageIndex } from './manifest.js';
 import { parseReference } from './reference.js';
-import { familiar, type ImageStore } from './store.js';
+import { familiar, familiarRepository, type ImageStore } from './store.js';
 import { decompress, detectCompression } from './unpack-decompress.js';
 import { unpackLayer } from './unpack.js';
 
@@ -112,7 +112,7 @@ async function saveDocker(store: ImageStore, imgs: { img: ImageRecord; asked: st
     const top = hex(img.layers[img.layers.length - 1]?.diffId ?? img.id);
     for (const t of tags) {
       const r = parseReference(t);
-      const repo = familiar(r.repository);
+      const repo = familiarRepository(r.repository);
       (repositories[repo] ??= {})[r.tag ?? 'latest'] = top;
     }
   }

@@ -479,6 +479,16 @@ export function familiar(canonical: string): string {
   try { return parseReference(canonical).familiar(); } catch { return canonical; }
 }
 
+/** Docker's short form of a repository name without tag: docker.io/library/alpine → alpine. */
+export function familiarRepository(repository: string): string {
+  try {
+    const r = parseReference(repository);
+    const f = r.familiar();
+    const suffix = `${r.tag ? `:${r.tag}` : ''}${r.digest ? `@${r.digest}` : ''}`;
+    return f.endsWith(suffix) ? f.slice(0, f.length - suffix.length) : f;
+  } catch { return repository; }
+}
+
 export function shortId(id: string): string {
   return id.replace(/^sha256:/, '').slice(0, 12);
 }

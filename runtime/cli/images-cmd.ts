@@ -117,7 +117,7 @@ export function registerImageCommands(program: Command): void {
   const list = async (o: { digests?: boolean; json?: boolean; quiet?: boolean }, cmd: Command) => {
     const store = await openStore(cmd);
     try {
-      const { familiar, shortId } = await import('../../images/store.js');
+      const { familiar, familiarRepository, shortId } = await import('../../images/store.js');
       const { formatBytes } = await import('../../images/progress.js');
       const { parseReference } = await import('../../images/reference.js');
       const imgs = store.list();
@@ -140,8 +140,8 @@ export function registerImageCommands(program: Command): void {
         const tags = i.repoTags.length ? i.repoTags : [null];
         for (const t of tags) {
           let repo = '<none>', tag = '<none>';
-          if (t) { const r = parseReference(t); repo = familiar(r.repository); tag = r.tag ?? '<none>'; }
-          else if (i.repoDigests[0]) repo = familiar(i.repoDigests[0].split('@')[0]);
+          if (t) { const r = parseReference(t); repo = familiarRepository(r.repository); tag = r.tag ?? '<none>'; }
+          else if (i.repoDigests[0]) repo = familiarRepository(i.repoDigests[0].split('@')[0]);
           rows.push([repo, tag, ...(o.digests ? [digest] : []), shortId(i.id), ago(i.created), formatBytes(i.size)]);
         }
       }
