@@ -170,6 +170,7 @@ struct config {
 	int has_mntns, has_utsns;
 	int pid_join_fd;      /* -1 unless joining a pid ns */
 	int fifo_fd;          /* O_PATH fd of exec_fifo or -1 */
+	pid_t parent_pid;     /* who the child's parent will be (for the pdeathsig race check) */
 	int sync_fd, fd_sock; /* child ends */
 	char *blob;           /* the config copy every pointer refers into */
 };
@@ -925,7 +926,12 @@ __attribute__((noreturn)) static void child_main(struct config *cfg)
 	C = cfg;
 	reset_signals();
 	if (setsid() < 0) { /* already a leader only if our parent was odd; ignore */ }
-	if (C->pdeathsig && prctl(PR_SET_PDEATHSIG, C->pdeathsig, 0, 0, 0) < 0) { msg_reset(); msg_s("PR_SET_PDEATHSIG"); die("sync", errno); }
+	if (C->pdeathsig) {
+		if (prctl(PR_SET_PDEATHSIG, C->pdeathsig, 0, 0, 0) < 0) { msg_reset(); msg_s("PR_SET_PDEATHSIG"); die("sync", errno); }
+		/* Parent died before pdeathsig was armed? (Only checkable when we share its pid ns:
+		 * in a new or joined one getppid() is 0 either way.) */
+		if (!(C->new_flags & CLONE_NEWPID) && C->pid_join_fd < 0 && getppid() != C->parent_pid) _exit(126);
+	}
 	mode_t old_umask = umask(0);
 	if (C->has_oom) {
 		char v[24];
@@ -995,6 +1001,8 @@ __attribute__((noreturn)) static void child_main(struct config *cfg)
 	if (C->has_seccomp && !C->nnp) install_seccomp();
 	if (C->has_caps) drop_bounding();
 	set_user();
+	/* A credential change clears the parent-death signal: arm it again (as runc does). */
+	if (C->pdeathsig && prctl(PR_SET_PDEATHSIG, C->pdeathsig, 0, 0, 0) < 0) { msg_reset(); msg_s("PR_SET_PDEATHSIG after setuid"); die("user", errno); }
 	if (C->has_caps) apply_caps();
 	if (C->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) { msg_reset(); msg_s("PR_SET_NO_NEW_PRIVS"); die("no_new_privs", errno); }
 	umask(C->has_umask ? (mode_t)C->umask : old_umask);
@@ -1079,7 +1087,6 @@ int berth_spawn(const uint8_t *cfg, size_t cfglen, int32_t *out, char *err, size
 	if (*c->rootfs && c->rootfs[0] != '/') { rc = set_err(err, errlen, EINVAL, "rootfs must be an absolute path: ", c->rootfs, NULL); goto out; }
 	for (uint32_t i = 0; i < c->nmounts; i++)
 		if (c->mounts[i].dest[0] != '/') { rc = set_err(err, errlen, EINVAL, "mount destination must be absolute: ", c->mounts[i].dest, NULL); goto out; }
-	if (c->terminal && !*c->rootfs) { rc = set_err(err, errlen, EINVAL, "terminal needs a rootfs with devpts on /dev/pts", NULL, NULL); goto out; }
 	if (*c->exec_fifo) {
 		c->fifo_fd = open(c->exec_fifo, O_PATH | O_CLOEXEC);
 		if (c->fifo_fd < 0) { rc = set_err(err, errlen, errno, "open exec fifo ", c->exec_fifo, NULL); goto out; }
@@ -1105,6 +1112,7 @@ int berth_spawn(const uint8_t *cfg, size_t cfglen, int32_t *out, char *err, size
 		}
 	}
 	int pidfd = -1;
+	c->parent_pid = c->clone_parent ? getppid() : getpid();
 	unsigned long flags = SIGCHLD | CLONE_PIDFD | c->new_flags | (c->clone_parent ? CLONE_PARENT : 0);
 	long pid = syscall(SYS_clone, flags, NULL, &pidfd, NULL, 0);
 	if (pid == 0) child_main(c); /* never returns */

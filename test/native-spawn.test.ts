@@ -256,8 +256,29 @@ t.test('joining another container\'s net, uts, ipc and pid namespaces by path', 
   tt.equal(status.code, 0, out);
   tt.match(out, /^berth-first$/m, 'sees the first container\'s hostname');
   tt.match(out, /sleep/, 'sees the first container\'s processes');
-  tt.equal(readlinkSync(`/proc/${A.pid}/ns/net`), readlinkSync(`/proc/${A.pid}/ns/net`));
   tt.ok(pid > 0, 'second init was a waitable child of ours');
+
+  // exec-style: no rootfs, join every namespace of the running container (mount included), with a tty.
+  const exec = baseConfig('', ['sh', '-c', 'echo pid=$$ host=$(hostname); ls /bin/busybox; tty']);
+  exec.mounts = []; exec.setupDev = false; exec.devices = []; exec.hostname = '';
+  exec.namespaces = (['mount', 'network', 'uts', 'ipc', 'pid'] as const).map((kind) => ({ kind, path: `/proc/${A.pid}/ns/${({ mount: 'mnt', network: 'net', uts: 'uts', ipc: 'ipc', pid: 'pid' })[kind]}` }));
+  exec.terminal = true;
+  const E = await spawnAndWaitExec(exec);
+  tt.same(await childReaper.wait(E.pid), { code: 0, signal: null });
+  let pty = '';
+  const buf = Buffer.alloc(4096);
+  for (;;) {
+    let n = 0;
+    try { n = readSync(E.ptyMaster, buf, 0, buf.length, null); } catch { break; }
+    if (n <= 0) break;
+    pty += buf.subarray(0, n).toString();
+  }
+  closeFd(E.ptyMaster);
+  closeFd(E.pidfd);
+  tt.match(pty, /pid=\d+ host=berth-first/, 'exec sees the container\'s hostname');
+  tt.notMatch(pty, /pid=1 /, 'exec is not pid 1 in the joined pid namespace');
+  tt.match(pty, /\/bin\/busybox/, 'exec sees the container\'s rootfs');
+  tt.match(pty, /\/dev\/pts\/\d+/, 'pty from the container\'s devpts');
 });
 
 t.test('exec fifo: READY, then exec only after the fifo is opened for reading', async (tt) => {
@@ -354,8 +375,13 @@ t.test('hook pause, extra fds, sysctls, readonly rootfs, no-pivot', async (tt) =
   cfg.rootfsReadonly = true;
   let hooked = 0;
   const fd3 = readAllSocket(r3);
-  const { out, status } = await run(cfg, { onHooks: () => { hooked++; } });
-  closeSync(w3);
+  let res0;
+  try {
+    res0 = await run(cfg, { onHooks: () => { hooked++; } });
+  } finally {
+    closeSync(w3); // on failure too, or the reader above keeps Node alive
+  }
+  const { out, status } = res0;
   tt.equal(status.code, 0, out);
   tt.equal(hooked, 1, 'paused once for hooks');
   tt.equal((await fd3).trim(), 'via-fd3');
