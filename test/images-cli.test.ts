@@ -151,3 +151,29 @@ t.test('login stores credentials that pull then uses; logout forgets them', asyn
   const cfg2 = JSON.parse(fs.readFileSync(path.join(dockerConfig, 'config.json'), 'utf8')) as { auths: Record<string, unknown> };
   t.same(Object.keys(cfg2.auths).filter((k) => k.includes(authReg.host)), []);
 });
+
+t.test('progress: bars on a TTY, plain lines otherwise, nothing when quiet', async (t) => {
+  const { PullProgress } = await import('../images/progress.js');
+  const d = 'sha256:' + 'ab'.repeat(32);
+  const feed = (p: InstanceType<typeof PullProgress>) => {
+    p.handle({ type: 'resolved', ref: 'x:1', manifestDigest: d, layers: [{ digest: d, size: 2_000_000 }] });
+    p.handle({ type: 'layer', digest: d, status: 'downloading', current: 1_000_000, total: 2_000_000 });
+    p.handle({ type: 'layer', digest: d, status: 'downloading', current: 1_500_000, total: 2_000_000 });
+    p.handle({ type: 'layer', digest: d, status: 'complete', current: 2_000_000, total: 2_000_000 });
+    p.handle({ type: 'done', ref: 'x:1', manifestDigest: d, imageId: d, downloaded: true });
+    p.close();
+  };
+  let tty = '';
+  feed(new PullProgress({ write: (s: string) => { tty += s; }, isTTY: true }));
+  t.match(tty, /ababababab: Downloading \[=+> +\] 1\.00MB\/2\.00MB/);
+  t.ok(tty.includes('\u001b[1A'), 'redraws in place');
+  t.match(tty, /ababababab: Pull complete/);
+  let plain = '';
+  feed(new PullProgress({ write: (s: string) => { plain += s; } }));
+  t.notOk(plain.includes('\u001b'));
+  t.equal(plain.match(/Downloading/g)?.length, 1, 'one line per status change');
+  t.match(plain, /Pull complete\nDigest: sha256:/);
+  let quiet = '';
+  feed(PullProgress.forStream({ write: (s: string) => { quiet += s; }, isTTY: true }, true));
+  t.equal(quiet, '');
+});

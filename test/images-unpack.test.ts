@@ -163,6 +163,15 @@ t.test('garbage and truncated tars fail cleanly', async (t) => {
   const gz = zlib.gzipSync(layer);
   await t.rejects(unpackLayer(Readable.from([gz.subarray(0, gz.length - 20)]), path.join(base, 'c')));
   t.notOk(fs.existsSync(path.join(base, 'c')));
+  // a 5000-byte name (PAX path) and an over-long component are refused
+  const long = await makeTar([{ name: 'a/' + 'b'.repeat(4998), body: 'x' }]);
+  await t.rejects(unpackLayer(Readable.from([long]), path.join(base, 'd')), /name is 5000 bytes long/);
+  const comp = await makeTar([{ name: 'x'.repeat(300), body: 'x' }]);
+  await t.rejects(unpackLayer(Readable.from([comp]), path.join(base, 'e')), /longer than 255 bytes/);
+  // a PAX header larger than tar-stream accepts
+  const hugePax = await makeTar([{ name: 'p', body: 'x', pax: { 'SCHILY.xattr.user.big': 'v'.repeat(2 * 1024 * 1024) } }]);
+  await t.rejects(unpackLayer(Readable.from([hugePax]), path.join(base, 'f')));
+  for (const d of ['d', 'e', 'f']) t.notOk(fs.existsSync(path.join(base, d)), `${d} removed`);
 });
 
 t.test('overlay of two unpacked layers hides whited-out files', async (t) => {
