@@ -135,7 +135,8 @@ t.test('pid 1, hostname, caps, masked and readonly paths, rlimits, devices', asy
 
 t.test('uid, gid and additional gids; ambient caps for a non-root user', async (tt) => {
   const b = bundle(tt);
-  const cfg = baseConfig(b.rootfs, ['sh', '-c', 'id; grep -E "^Cap(Eff|Amb)" /proc/self/status']);
+  const cfg = baseConfig(b.rootfs, ['sh', '-c', 'id; grep -E "^Cap(Eff|Amb)" /proc/self/status; echo cg=$(grep -cv ":/$" /proc/self/cgroup)']);
+  cfg.namespaces.push({ kind: 'cgroup' });
   cfg.uid = 1000; cfg.gid = 1000; cfg.additionalGids = [10, 65534];
   const NET_BIND = 1n << 10n;
   cfg.capabilities = { bounding: DOCKER_CAPS, effective: NET_BIND, permitted: NET_BIND, inheritable: NET_BIND, ambient: NET_BIND };
@@ -146,6 +147,7 @@ t.test('uid, gid and additional gids; ambient caps for a non-root user', async (
   tt.match(out, /65534\(nogroup\)/);
   tt.match(out, /^CapEff:\s+0000000000000400$/m);
   tt.match(out, /^CapAmb:\s+0000000000000400$/m);
+  tt.match(out, /^cg=0$/m, 'new cgroup namespace: every hierarchy shows "/"');
 });
 
 t.test('failures come back as SpawnError with stage and errno, and nothing is left running', async (tt) => {
