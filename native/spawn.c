@@ -656,7 +656,7 @@ static void mask_paths(void)
 		}
 		int r = S_ISDIR(st.st_mode) ? mount("tmpfs", p, "tmpfs", MS_RDONLY, NULL) : mount("/dev/null", p, NULL, MS_BIND, NULL);
 		if (r < 0) {
-			if (errno == ENOENT) continue;
+			/* The target exists (lstat above): ENOENT here means no /dev/null, never ignore it. */
 			msg_reset(); msg_s("mask "); msg_s(p); msg_s(S_ISDIR(st.st_mode) ? " with a read-only tmpfs" : " with /dev/null");
 			die("masked", errno);
 		}
