@@ -821,9 +821,13 @@ static void apply_caps(void)
 	if (syscall(SYS_capset, &hdr, data) < 0) cap_fail("capset effective/permitted/inheritable", -1, errno);
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
 		cap_fail("clear ambient set", -1, errno);
+	/* The kernel only lets a capability into the ambient set when it is both permitted and
+	 * inheritable. runc's own `spec` template asks for ambient caps without inheritable ones and
+	 * runc runs it: like runc, skip those (and caps this kernel doesn't know, EINVAL) silently. */
+	uint64_t raisable = C->cap_ambient & C->cap_permitted & C->cap_inheritable;
 	for (int c = 0; c < 64; c++)
-		if ((C->cap_ambient & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
-			cap_fail("raise ambient (must also be permitted and inheritable)", c, errno);
+		if ((raisable & (1ULL << c)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0 && errno != EINVAL)
+			cap_fail("raise ambient", c, errno);
 }
 
 static void set_user(void)

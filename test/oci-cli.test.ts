@@ -4,10 +4,11 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { makeEnv, writeSpec, type TestEnv } from './helpers/oci.js';
+import { waitpidNohang } from '../runtime/linux/libc.js';
 
 t.setTimeout(120_000);
 const BIN = join(import.meta.dirname, '..', 'bin', 'berth-oci.js');
@@ -15,10 +16,23 @@ let env: TestEnv;
 t.before(() => { env = makeEnv(); });
 t.teardown(async () => { await env.cleanup(); });
 
+/**
+ * Run berth-oci. Its stdout/stderr are files, not pipes: a created container inherits them (as it
+ * inherits a shim's FIFOs), so pipes would stay open after berth-oci exits — runc behaves the same.
+ */
 function oci(args: string[], input?: string) {
   const log = join(env.bundle, 'log.json');
-  const r = spawnSync(process.execPath, [BIN, '--root', env.root, '--log', log, '--log-format', 'json', ...args], { input, encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr, log };
+  const outPath = join(env.bundle, 'cli-stdout');
+  const errPath = join(env.bundle, 'cli-stderr');
+  const out = openSync(outPath, 'w');
+  const err = openSync(errPath, 'w');
+  try {
+    const r = spawnSync(process.execPath, [BIN, '--root', env.root, '--log', log, '--log-format', 'json', ...args], { input, stdio: [input === undefined ? 'ignore' : 'pipe', out, err], timeout: 30_000 });
+    return { code: r.status, stdout: readFileSync(outPath, 'utf8'), stderr: readFileSync(errPath, 'utf8'), log };
+  } finally {
+    closeSync(out);
+    closeSync(err);
+  }
 }
 
 t.test("Docker's call sequence: create, start, exec --detach, pause, resume, update, kill, delete", async (t) => {
@@ -60,7 +74,15 @@ t.test("Docker's call sequence: create, start, exec --detach, pause, resume, upd
 
   t.equal(oci(['kill', id, '15']).code, 0);
   t.equal(oci(['kill', id, '9']).code, 0);
-  for (let i = 0; i < 100 && JSON.parse(oci(['state', id]).stdout).status !== 'stopped'; i++) await new Promise((res) => setTimeout(res, 20));
+  // Like a shim, this process is the parent (CLONE_PARENT) of the init and the exec'd process: reap them.
+  let initDone = false;
+  let execDone = false;
+  for (let i = 0; i < 300 && !(initDone && execDone); i++) {
+    if (!execDone) execDone = waitpidNohang(ep) !== null;
+    if (!initDone) initDone = waitpidNohang(pid) !== null;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+  t.ok(initDone && execDone, 'init and exec process exited');
   t.equal(JSON.parse(oci(['state', id]).stdout).status, 'stopped');
   t.equal(oci(['delete', id]).code, 0);
   t.notOk(existsSync(join(env.root, id)), 'state removed');

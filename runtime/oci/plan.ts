@@ -80,7 +80,7 @@ function cgroupMounts(m: Mount, ctx: PlanContext, i: number): SpawnMount[] {
       out.push({ source: dir, destination: `${dest}/${name}`, fstype: 'bind', flags: L.MS_BIND | L.MS_REC | ro | L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC, propagation: [], data: '' });
     }
   }
-  if (ro) out.push({ source: 'tmpfs', destination: dest, fstype: '', flags: L.MS_REMOUNT | L.MS_RDONLY | L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC, propagation: [], data: 'mode=755' });
+  if (ro) out.push({ source: 'tmpfs', destination: dest, fstype: 'tmpfs', flags: L.MS_REMOUNT | L.MS_RDONLY | L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC, propagation: [], data: 'mode=755' });
   return out;
 }
 

@@ -5,7 +5,7 @@
  * files (`record.namespacePaths`) in their spec; any container can be adopted after a restart
  * because everything needed is in <root>/<id>/state.json.
  */
-import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
+import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, chmodSync, constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
 import { BerthError } from '../errors.js';
@@ -183,6 +183,7 @@ export class Runtime {
       record.cgroupPaths = cgroup.paths();
       const fifo = join(dir, 'exec.fifo');
       L.mknod(fifo, L.S_IFIFO | 0o622);
+      chmodSync(fifo, 0o622); // mknod is subject to the umask; the init may run as any user
       const hasCreateHooks = Boolean(spec.hooks?.prestart?.length || spec.hooks?.createRuntime?.length || spec.hooks?.createContainer?.length);
       const extraFds = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
       const cfg = planInit(spec, {

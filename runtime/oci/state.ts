@@ -79,7 +79,7 @@ export function ensureRoot(root: string): void {
   mkdirSync(root, { recursive: true, mode: 0o700 });
 }
 
-export interface ProcStat { state: string; startTime: string; ppid: number }
+export interface ProcStat { state: string; startTime: string; ppid: number; exiting: boolean }
 
 /** Parse /proc/<pid>/stat (the comm field may contain spaces and parentheses). */
 export function readProcStat(pid: number): ProcStat | null {
@@ -91,14 +91,16 @@ export function readProcStat(pid: number): ProcStat | null {
     return null;
   }
   const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  // rest[0] is field 3 (state); field 22 (starttime) is rest[19]; field 4 (ppid) is rest[1].
-  return { state: rest[0], startTime: rest[19], ppid: Number(rest[1]) };
+  // rest[0] is field 3 (state); field 22 (starttime) is rest[19]; field 4 (ppid) is rest[1];
+  // field 9 (flags) is rest[6], where PF_EXITING (0x4) marks a process already in exit (a pid-ns
+  // init waiting for its namespace's other processes to be reaped).
+  return { state: rest[0], startTime: rest[19], ppid: Number(rest[1]), exiting: (Number(rest[6]) & 0x4) !== 0 };
 }
 
 /** Is the recorded init still the same live process (not exited, not a zombie, not a recycled pid)? */
 export function initAlive(rec: ContainerRecord): boolean {
   const st = readProcStat(rec.pid);
-  return st !== null && st.startTime === rec.initStartTime && st.state !== 'Z' && st.state !== 'X';
+  return st !== null && st.startTime === rec.initStartTime && st.state !== 'Z' && st.state !== 'X' && !st.exiting;
 }
 
 export function ociState(rec: ContainerRecord, status: OciState['status']): OciState {

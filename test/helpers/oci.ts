@@ -2,7 +2,7 @@
  * Helpers for runtime tests: a bundle with a busybox rootfs and a spec derived from the runc
  * template, each with its own state root and cgroup parent, all removed in teardown.
  */
-import { mkdtempSync, rmSync, writeFileSync, openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, rmdirSync, writeFileSync, openSync, closeSync, readFileSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -53,11 +53,8 @@ export function makeEnv(): TestEnv {
     async cleanup() {
       for (const { record } of rt.list()) await rt.delete(record.id, true).catch(() => {});
       for (const fd of fds) { try { closeSync(fd); } catch { /* closed */ } }
-      // Remove the per-test cgroup parent in every hierarchy.
-      for (const h of ['memory', 'cpu,cpuacct', 'cpuset', 'pids', 'blkio', 'devices', 'freezer', 'hugetlb', 'net_cls,net_prio', 'perf_event', 'rdma', 'misc', 'unified', 'systemd']) {
-        const dir = `/sys/fs/cgroup/${h}${cgroupParent}`;
-        if (existsSync(dir)) { try { rmSync(dir, { recursive: false }); } catch { /* non-empty or gone */ } }
-      }
+      // Remove the per-test cgroup parent in every hierarchy (deepest first).
+      for (const h of readdirSync('/sys/fs/cgroup')) removeCgroupTree(`/sys/fs/cgroup/${h}${cgroupParent}`);
       rmSync(root, { recursive: true, force: true });
       b.cleanup();
     },
@@ -66,4 +63,14 @@ export function makeEnv(): TestEnv {
 
 export function writeSpec(bundle: string, spec: Spec): void {
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+}
+
+/** rmdir a cgroup directory and its children, deepest first (cgroupfs refuses recursive rm). */
+export function removeCgroupTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir)) {
+    const p = join(dir, e);
+    try { if (statSync(p).isDirectory()) removeCgroupTree(p); } catch { /* gone */ }
+  }
+  try { rmdirSync(dir); } catch { /* busy: the leak check at the end will say so */ }
 }
