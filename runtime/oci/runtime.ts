@@ -178,8 +178,6 @@ export class Runtime {
       // Recorded before anything is made, so an interrupted create can be cleaned up by delete.
       saveRecord(this.root, record);
       cgroup.create();
-      const resources = cgroupResources(spec);
-      if (resources) cgroup.apply(resources);
       record.cgroupPaths = cgroup.paths();
       const fifo = join(dir, 'exec.fifo');
       L.mknod(fifo, L.S_IFIFO | 0o622);
@@ -191,9 +189,19 @@ export class Runtime {
         execFifo: fifo, stdio: opts.stdio ?? [0, 1, 2], extraFds, cloneParent: opts.detached ?? false, hookPause: hasCreateHooks,
       });
       pending = spawnInit(cfg);
+      // The child needs its cgroup before GO only when it unshares a cgroup namespace, and its id
+      // maps only for a new user namespace. Otherwise let it do its mounts while we program the
+      // cgroup: it cannot exec before `start`, and it is in the cgroup before create returns.
+      const newNs = (t: string) => (spec.linux?.namespaces ?? []).some((n) => n.type === t && !n.path);
+      const early = !newNs('cgroup') && !newNs('user');
+      if (early) pending.go();
+      const resources = cgroupResources(spec);
+      if (resources) cgroup.apply(resources);
       cgroup.addProcess(pending.pid);
-      this.writeIdMaps(spec, pending.pid);
-      pending.go();
+      if (!early) {
+        this.writeIdMaps(spec, pending.pid);
+        pending.go();
+      }
       let outcome = await pending.awaitOutcome();
       const procStat = readProcStat(pending.pid);
       record.pid = pending.pid;
