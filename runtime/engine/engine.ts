@@ -1,0 +1,707 @@
+/**
+ * The container engine behind `berth`: containers from images (create/start/run/stop/kill/
+ * restart/rm/ps/logs/exec/inspect/wait/top/stats), with no daemon. Each running container has a
+ * berth-monitor (native/monitor.c) driving berth-oci; the engine prepares the overlay rootfs,
+ * the bundle (spec.ts), volumes and CNI networking around it, and keeps container records
+ * (store.ts). Every Engine.open() reconciles: containers whose monitor is gone get their
+ * mounts, network, netns file and cgroup cleaned and show as exited.
+ *
+ * Layout: <root>/containers/<id>/{container.json, bundle/config.json, rootfs, upper, work,
+ * container.log, hosts, hostname, resolv.conf}; <state>/c/<id12>/{exit.json, ctl.sock,
+ * attach.sock}; <state>/netns/<id12>; <state>/runtime = berth-oci's --root.
+ */
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync, statSync, lstatSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BerthError, ConfigError, NotFoundError } from '../errors.js';
+import { ImageStore } from '../../images/store.js';
+import { parsePlatform } from '../../images/manifest.js';
+import { MNT_DETACH, mount, umount } from '../linux/libc.js';
+import { Runtime, parseSignal } from '../oci/runtime.js';
+import type { Process, Spec } from '../oci/spec.js';
+import { detectCgroupDriver } from '../cgroups/index.js';
+import { NetworkStore, parsePortSpec, type PortMapping } from '../network/networks.js';
+import { bindNetns, removeNetns, writeHostsFile, writeResolvConf, type HostEntry } from '../network/netns.js';
+import {
+  disableRestart, exitCodeOf, monitorAlive, readExitStatus, startContainer, startMonitor, waitForExit,
+  type ExitRecord, type RestartPolicy,
+} from './monitor.js';
+import {
+  buildSpec, mergeEnv, normalizeSignal, parseEnvFile, parseResources, parseTmpfs, parseUlimit, parseVolumeSpec,
+  resolveCommand, resolveUser, type ImageRunConfig, type VolumeMount,
+} from './spec.js';
+import { ContainerStore, type ContainerRecord } from './store.js';
+import { VolumeStore } from './volumes.js';
+
+export interface EngineOptions {
+  root: string;
+  state: string;
+  /** Cgroup parent for every container (default $BERTH_CGROUP_PARENT or "berth"). */
+  cgroupParent?: string;
+  /** OCI runtime the monitor drives (default bin/berth-oci.js, or $BERTH_RUNTIME). */
+  runtimePath?: string;
+  /** Default network's bridge/subnet (default $BERTH_DEFAULT_BRIDGE/$BERTH_DEFAULT_SUBNET or berth0 10.203.0.0/16). */
+  defaultBridge?: string;
+  defaultSubnet?: string;
+  /** Skip reconcile in open() (tests of reconcile itself). */
+  noReconcile?: boolean;
+}
+
+/** `berth run`/`create` options as the CLI parsed them (strings as typed). */
+export interface CreateOptions {
+  image: string;
+  args?: string[];
+  name?: string;
+  interactive?: boolean;
+  tty?: boolean;
+  rm?: boolean;
+  env?: string[];
+  envFiles?: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  hostname?: string;
+  volumes?: string[];
+  tmpfs?: string[];
+  readOnly?: boolean;
+  network?: string;
+  publish?: string[];
+  memory?: string;
+  memorySwap?: string;
+  cpus?: string;
+  cpuShares?: string;
+  cpusetCpus?: string;
+  pidsLimit?: string;
+  ulimits?: string[];
+  capAdd?: string[];
+  capDrop?: string[];
+  privileged?: boolean;
+  securityOpt?: string[];
+  init?: boolean;
+  restart?: string;
+  stopSignal?: string;
+  stopTimeout?: number;
+  pull?: 'missing' | 'always' | 'never';
+  platform?: string;
+  onPullProgress?: (line: string) => void;
+}
+
+export interface ExecOptions {
+  tty?: boolean;
+  interactive?: boolean;
+  env?: string[];
+  user?: string;
+  workdir?: string;
+  stdio?: [number, number, number];
+}
+
+const RESTART_RE = /^(no|always|unless-stopped|on-failure(:\d+)?)$/;
+
+function here(): string { return dirname(fileURLToPath(import.meta.url)); }
+
+function findUp(rels: string[]): string | null {
+  for (const rel of rels) { const p = join(here(), rel); if (existsSync(p)) return p; }
+  return null;
+}
+
+/** bin/berth-oci.js (needs dist built), or $BERTH_RUNTIME. */
+export function defaultRuntimePath(): string {
+  if (process.env.BERTH_RUNTIME) return process.env.BERTH_RUNTIME;
+  const p = findUp(['../../bin/berth-oci.js', '../../../bin/berth-oci.js']);
+  if (!p) throw new BerthError('ENORUNTIME', 'bin/berth-oci.js not found; set BERTH_RUNTIME');
+  return p;
+}
+
+/** native/build/berth-init (the --init reaper), or $BERTH_INIT. */
+export function initBinary(): string {
+  if (process.env.BERTH_INIT) return process.env.BERTH_INIT;
+  const p = findUp(['../../native/build/berth-init', '../../../native/build/berth-init']);
+  if (!p) throw new BerthError('ENOINIT', '--init needs native/build/berth-init: run `make -C native`');
+  return p;
+}
+
+export function isMountpoint(path: string): boolean {
+  let info = '';
+  try { info = readFileSync('/proc/self/mountinfo', 'utf8'); } catch { return false; }
+  const esc = path.replace(/\\/g, '\\134').replace(/ /g, '\\040').replace(/\t/g, '\\011').replace(/\n/g, '\\012');
+  return info.split('\n').some((l) => l.split(' ')[4] === esc);
+}
+
+function atomicWrite(path: string, text: string, mode = 0o644): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode });
+  renameSync(tmp, path);
+}
+
+/** Rewrite a file in place (same inode), so a bind mount of it sees the new content. */
+function writeInPlace(path: string, fill: (tmp: string) => void): void {
+  const tmp = `${path}.${process.pid}.new`;
+  fill(tmp);
+  try { copyFileSync(tmp, path); } finally { rmSync(tmp, { force: true }); }
+}
+
+
+async function portFree(p: PortMapping): Promise<boolean> {
+  if (p.protocol !== 'tcp') return true;
+  return await new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen({ port: p.hostPort, host: p.hostIP ?? '0.0.0.0', exclusive: true }, () => s.close(() => resolve(true)));
+  });
+}
+
+export class Engine {
+  readonly root: string;
+  readonly state: string;
+  readonly containers: ContainerStore;
+  readonly volumes: VolumeStore;
+  readonly networks: NetworkStore;
+  readonly cgroupParent: string;
+  private readonly runtimePath: string | undefined;
+  private images_: ImageStore | null = null;
+  private runtime_: Runtime | null = null;
+
+  private constructor(o: EngineOptions) {
+    this.root = o.root;
+    this.state = o.state;
+    this.cgroupParent = (o.cgroupParent ?? process.env.BERTH_CGROUP_PARENT ?? 'berth').replace(/^\/+|\/+$/g, '');
+    this.runtimePath = o.runtimePath;
+    mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    mkdirSync(this.state, { recursive: true, mode: 0o711 });
+    this.containers = new ContainerStore(this.root);
+    this.volumes = new VolumeStore(this.root);
+    this.networks = new NetworkStore(this.root, {
+      defaultBridge: o.defaultBridge ?? process.env.BERTH_DEFAULT_BRIDGE,
+      defaultSubnet: o.defaultSubnet ?? process.env.BERTH_DEFAULT_SUBNET,
+      subnetPool: process.env.BERTH_SUBNET_POOL,
+    });
+  }
+
+  static async open(o: EngineOptions): Promise<Engine> {
+    const e = new Engine(o);
+    if (!o.noReconcile) await e.reconcile();
+    return e;
+  }
+
+  close(): void {
+    this.images_?.close();
+    this.images_ = null;
+  }
+
+  get images(): ImageStore {
+    if (!this.images_) this.images_ = ImageStore.open(this.root);
+    return this.images_;
+  }
+
+  get runtime(): Runtime {
+    if (!this.runtime_) this.runtime_ = new Runtime({ root: join(this.state, 'runtime'), warn: () => {} });
+    return this.runtime_;
+  }
+
+  // ------------------------------------------------------------------ paths
+
+  private cdir(id: string): string { return this.containers.containerDir(id); }
+  private sdir(id: string): string { return join(this.state, 'c', id.slice(0, 12)); }
+  bundleDir(id: string): string { return join(this.cdir(id), 'bundle'); }
+  logFile(id: string): string { return join(this.cdir(id), 'container.log'); }
+  exitFile(id: string): string { return join(this.sdir(id), 'exit.json'); }
+  ctlSocket(id: string): string { return join(this.sdir(id), 'ctl.sock'); }
+  attachSocket(id: string): string { return join(this.sdir(id), 'attach.sock'); }
+  netnsFile(id: string): string { return join(this.state, 'netns', id.slice(0, 12)); }
+  cgroupsPath(id: string): string { return `/${this.cgroupParent}/${id}`; }
+
+  // ------------------------------------------------------------------ lookup
+
+  get(ref: string): ContainerRecord { return this.refresh(this.containers.resolve(ref)); }
+
+  /** Update a record's status from its monitor and exit file (no cleanup). */
+  refresh(rec: ContainerRecord): ContainerRecord {
+    if (rec.status === 'exited' && !rec.resourcesUp) return rec;
+    const ex = readExitStatus(this.exitFile(rec.id));
+    const alive = rec.monitorPid > 0 && monitorAlive(rec.monitorPid);
+    if (ex) {
+      rec.restartCount = ex.restarts;
+      if (ex.startedAt) rec.startedAt = ex.startedAt;
+      if (!alive || !ex.restarting) {
+        if (!alive) this.applyExit(rec, ex);
+      }
+    }
+    if (rec.status === 'running' && !alive) rec.status = 'exited';
+    return rec;
+  }
+
+  private applyExit(rec: ContainerRecord, ex: ExitRecord): void {
+    rec.status = 'exited';
+    rec.exitCode = exitCodeOf(ex);
+    rec.oomKilled = ex.oomKilled;
+    rec.finishedAt = ex.finishedAt;
+    if (ex.startedAt) rec.startedAt = ex.startedAt;
+    rec.restartCount = ex.restarts;
+    rec.error = ex.error;
+  }
+
+  list(all = false): ContainerRecord[] {
+    const out = this.containers.list().map((r) => this.refresh(r));
+    return all ? out : out.filter((r) => r.status === 'running');
+  }
+
+  /** Clean up containers whose monitor is gone (crash, kill -9, lost /run). */
+  async reconcile(): Promise<void> {
+    for (const rec of this.containers.list()) {
+      if (!rec.resourcesUp) continue;
+      if (rec.monitorPid > 0 && monitorAlive(rec.monitorPid)) continue;
+      if (rec.status === 'created' && rec.monitorPid === 0) continue;
+      await this.cleanup(rec).catch(() => { /* best effort; retried next time */ });
+    }
+  }
+
+  // ------------------------------------------------------------------ create
+
+  private async resolveImage(o: CreateOptions): Promise<string> {
+    const policy = o.pull ?? 'missing';
+    if (!['missing', 'always', 'never'].includes(policy)) throw new ConfigError('--pull', `"${policy}": want missing, always or never`);
+    let img = policy === 'always' ? null : this.images.get(o.image);
+    if (!img) {
+      if (policy === 'never') throw new NotFoundError(`image "${o.image}" is not present locally and --pull=never was given`);
+      try {
+        img = await this.images.pull(o.image, { ...(o.platform ? { platform: parsePlatform(o.platform) } : {}) });
+      } catch (e) {
+        const msg = (e as Error).message.split('\n')[0];
+        throw new NotFoundError(`unable to find image "${o.image}": ${msg}`);
+      }
+    }
+    return img.id;
+  }
+
+  /** Validate everything that can be validated without side effects. */
+  private parseOptions(o: CreateOptions): {
+    resources: ReturnType<typeof parseResources>; ulimits: ReturnType<typeof parseUlimit>[]; ports: PortMapping[];
+    vols: ReturnType<typeof parseVolumeSpec>[]; tmpfs: ReturnType<typeof parseTmpfs>[]; env: string[]; network: string;
+    restart: RestartPolicy; noNewPrivileges: boolean; seccompUnconfined: boolean;
+  } {
+    const resources = parseResources(o);
+    const ulimits = (o.ulimits ?? []).map(parseUlimit);
+    const ports = (o.publish ?? []).map(parsePortSpec);
+    const vols = (o.volumes ?? []).map(parseVolumeSpec);
+    for (const v of vols) {
+      if (!v.named && !existsSync(v.source)) throw new ConfigError('--volume', `bind source path "${v.source}" does not exist`);
+    }
+    const tmpfs = (o.tmpfs ?? []).map(parseTmpfs);
+    const env: string[] = [];
+    for (const f of o.envFiles ?? []) {
+      let text: string;
+      try { text = readFileSync(f, 'utf8'); } catch (e) { throw new ConfigError('--env-file', `cannot read "${f}": ${(e as Error).message}`); }
+      env.push(...parseEnvFile(text));
+    }
+    env.push(...(o.env ?? []));
+    const network = o.network ?? 'bridge';
+    if (network !== 'none' && network !== 'host' && network !== 'bridge' && network !== 'default') this.networks.get(network);
+    if (ports.length && (network === 'none' || network === 'host')) throw new ConfigError('--publish', `ports cannot be published with --network ${network}`);
+    const restart = o.restart ?? 'no';
+    if (!RESTART_RE.test(restart)) throw new ConfigError('--restart', `"${restart}": want no, on-failure[:N], always or unless-stopped`);
+    if (restart !== 'no' && o.rm) throw new ConfigError('--restart', 'conflicts with --rm');
+    let noNewPrivileges = false, seccompUnconfined = false;
+    for (const s of o.securityOpt ?? []) {
+      if (s === 'no-new-privileges' || s === 'no-new-privileges:true' || s === 'no-new-privileges=true') noNewPrivileges = true;
+      else if (s === 'seccomp=unconfined' || s === 'seccomp:unconfined') seccompUnconfined = true;
+      else throw new ConfigError('--security-opt', `"${s}" is not supported (no-new-privileges, seccomp=unconfined)`);
+    }
+    if (o.stopTimeout !== undefined && (!Number.isInteger(o.stopTimeout) || o.stopTimeout < -1)) throw new ConfigError('--stop-timeout', `"${o.stopTimeout}" is not a number of seconds`);
+    if (o.stopSignal) parseSignal(normalizeSignal(o.stopSignal));
+    return { resources, ulimits, ports, vols, tmpfs, env, network: network === 'default' ? 'bridge' : network, restart: (restart === 'unless-stopped' ? 'always' : restart) as RestartPolicy, noNewPrivileges, seccompUnconfined };
+  }
+
+  /** `berth create`: everything but the process. Nothing is left behind on failure. */
+  async create(o: CreateOptions): Promise<ContainerRecord> {
+    const p = this.parseOptions(o);
+    if (o.name && this.containers.nameTaken(o.name)) {
+      const holder = this.containers.resolve(o.name);
+      throw new BerthError('ENAMETAKEN', `the container name "${o.name}" is already in use by container ${holder.id.slice(0, 12)}; remove it or pick another name`);
+    }
+    const imageId = await this.resolveImage(o);
+    const rf = await this.images.rootfsFor(imageId);
+    const cfg: ImageRunConfig = rf.config.config ?? {};
+    const id = ContainerStore.newId();
+    const name = o.name ?? this.containers.generateName();
+    this.containers.claimName(name, id);
+    const dir = this.cdir(id);
+    const undo: (() => void)[] = [() => this.containers.releaseName(name, id), () => rmSync(dir, { recursive: true, force: true })];
+    try {
+      mkdirSync(dir, { recursive: true, mode: 0o711 });
+      this.mountRootfs(id, rf.lowerDirs);
+      undo.push(() => this.unmountRootfs(id));
+      const rootfs = join(dir, 'rootfs');
+      const readEtc = (f: string): string => { try { return readFileSync(join(rootfs, 'etc', f), 'utf8'); } catch { return ''; } };
+      const passwd = readEtc('passwd'), group = readEtc('group');
+      const user = resolveUser(o.user ?? cfg.User ?? '', passwd, group);
+      const command = resolveCommand(cfg, o.args, o.entrypoint);
+      // volumes: named (-v name:/p), anonymous (image Volumes), binds
+      const volumes: VolumeMount[] = [];
+      const volNames: string[] = [], anon: string[] = [];
+      const dests = new Set<string>();
+      for (const v of p.vols) {
+        if (dests.has(v.destination)) throw new ConfigError('--volume', `duplicate mount point ${v.destination}`);
+        dests.add(v.destination);
+        if (v.named) {
+          const created = !this.volumes.get(v.source);
+          const vol = this.volumes.create(v.source, { ifMissing: true });
+          if (created) undo.push(() => { try { this.volumes.remove(vol.name); } catch { /* in use */ } });
+          this.volumes.initFrom(vol.name, join(rootfs, v.destination));
+          volumes.push({ source: vol.mountpoint, destination: v.destination, readonly: v.readonly });
+          volNames.push(vol.name);
+        } else {
+          volumes.push({ source: v.source, destination: v.destination, readonly: v.readonly });
+        }
+      }
+      for (const d of Object.keys(cfg.Volumes ?? {})) {
+        if (dests.has(d) || (o.tmpfs ?? []).some((t) => t.split(':')[0] === d)) continue;
+        const vol = this.volumes.create(undefined, { anonymous: true });
+        undo.push(() => { try { this.volumes.remove(vol.name); } catch { /* in use */ } });
+        this.volumes.initFrom(vol.name, join(rootfs, d));
+        volumes.push({ source: vol.mountpoint, destination: d, readonly: false });
+        volNames.push(vol.name);
+        anon.push(vol.name);
+      }
+      // working dir: created if missing (Docker does)
+      const cwd = o.workdir ?? (cfg.WorkingDir || '/');
+      if (!cwd.startsWith('/')) throw new ConfigError('--workdir', `"${cwd}" must be an absolute path`);
+      const wd = join(rootfs, cwd);
+      if (!existsSync(wd)) {
+        mkdirSync(wd, { recursive: true, mode: 0o755 });
+      }
+      const hostname = o.hostname ?? (p.network === 'host' ? readFileSync('/proc/sys/kernel/hostname', 'utf8').trim() : id.slice(0, 12));
+      if (o.hostname !== undefined && !/^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$/.test(o.hostname)) throw new ConfigError('--hostname', `"${o.hostname}" is not a valid hostname`);
+      const files = { hosts: join(dir, 'hosts'), hostname: join(dir, 'hostname'), resolv: join(dir, 'resolv.conf') };
+      if (p.network === 'host') {
+        copyFileSync('/etc/hosts', files.hosts);
+      } else {
+        writeHostsFile(files.hosts, [{ ip: '127.0.1.1', names: [hostname] }].filter(() => p.network === 'none'));
+      }
+      atomicWrite(files.hostname, `${hostname}\n`);
+      if (p.network === 'host') { try { copyFileSync('/etc/resolv.conf', files.resolv); } catch { writeFileSync(files.resolv, ''); } } else writeResolvConf(files.resolv);
+      const spec = buildSpec(cfg, {
+        args: o.args, entrypoint: o.entrypoint, env: p.env, workdir: o.workdir, user: o.user, hostname,
+        tty: !!o.tty, readOnly: o.readOnly, privileged: o.privileged, capAdd: o.capAdd, capDrop: o.capDrop,
+        noNewPrivileges: p.noNewPrivileges, seccompUnconfined: p.seccompUnconfined, resources: p.resources,
+        ulimits: p.ulimits, volumes, tmpfs: p.tmpfs, initPath: o.init ? initBinary() : undefined,
+      }, {
+        rootfs, cgroupsPath: this.cgroupsPath(id), passwd, group, hostsFile: files.hosts, hostnameFile: files.hostname,
+        resolvFile: files.resolv, network: p.network === 'host' ? 'host' : 'new', defaultHostname: hostname,
+      });
+      void user;
+      mkdirSync(this.bundleDir(id), { recursive: true });
+      atomicWrite(join(this.bundleDir(id), 'config.json'), JSON.stringify(spec, null, 2));
+      const rec: ContainerRecord = {
+        id, name, created: new Date().toISOString(), image: o.image, imageId, command,
+        options: { ...o, onPullProgress: undefined },
+        tty: !!o.tty, stdinOpen: !!o.interactive, autoRemove: !!o.rm, restartPolicy: p.restart,
+        stopSignal: normalizeSignal(o.stopSignal ?? cfg.StopSignal), stopTimeout: o.stopTimeout ?? 10,
+        network: p.network === 'bridge' ? this.defaultNetworkName() : p.network, ip: null, ports: p.ports,
+        volumes: volNames, anonVolumes: anon, hostname,
+        status: 'created', monitorPid: 0, pid: 0, startedAt: null, finishedAt: null, exitCode: null,
+        oomKilled: false, restartCount: 0, error: null, resourcesUp: true,
+      };
+      this.images.addImageUse(imageId, id);
+      undo.push(() => this.images.removeImageUse(imageId, id));
+      this.containers.save(rec);
+      return rec;
+    } catch (e) {
+      for (const u of undo.reverse()) { try { u(); } catch { /* keep undoing */ } }
+      throw e;
+    }
+  }
+
+  private defaultNetworkName(): string { return this.networks.ensureDefault().name; }
+
+  private mountRootfs(id: string, lowers: string[]): void {
+    const dir = this.cdir(id);
+    const target = join(dir, 'rootfs');
+    if (isMountpoint(target)) return;
+    for (const d of ['upper', 'work', 'rootfs']) mkdirSync(join(dir, d), { recursive: true, mode: 0o755 });
+    const data = `lowerdir=${[...lowers].reverse().join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
+    mount('overlay', target, 'overlay', 0, data);
+  }
+
+  private unmountRootfs(id: string): void {
+    const target = join(this.cdir(id), 'rootfs');
+    for (let i = 0; i < 8 && isMountpoint(target); i++) umount(target, MNT_DETACH);
+  }
+
+  // ------------------------------------------------------------------ start
+
+  /**
+   * Start a created or exited container: monitor (created) → network → `beforeStart` (attach)
+   * → start. On failure everything started is torn down again.
+   */
+  async start(ref: string | ContainerRecord, opts: { beforeStart?: (rec: ContainerRecord) => Promise<void> } = {}): Promise<ContainerRecord> {
+    let rec = typeof ref === 'string' ? this.get(ref) : ref;
+    if (rec.status === 'running') return rec;
+    if (rec.resourcesUp && rec.monitorPid > 0) { await this.cleanup(rec); rec = this.containers.load(rec.id) ?? rec; }
+    const ports = rec.ports;
+    for (const p of ports) {
+      const other = this.list(false).find((c) => c.id !== rec.id && c.ports.some((q) => q.hostPort === p.hostPort && q.protocol === p.protocol));
+      if (other) throw new BerthError('EADDRINUSE', `port ${p.hostPort}/${p.protocol} is already published by container ${other.name}`);
+      if (!(await portFree(p))) throw new BerthError('EADDRINUSE', `cannot publish ${p.hostIP ?? '0.0.0.0'}:${p.hostPort}/${p.protocol}: port is already in use on the host`);
+    }
+    const rf = await this.images.rootfsFor(rec.imageId);
+    this.mountRootfs(rec.id, rf.lowerDirs);
+    const sdir = this.sdir(rec.id);
+    rmSync(sdir, { recursive: true, force: true });
+    mkdirSync(sdir, { recursive: true, mode: 0o700 });
+    const bridged = rec.network !== 'none' && rec.network !== 'host';
+    const bundle = this.bundleDir(rec.id);
+    const specPath = join(bundle, 'config.json');
+    const spec = JSON.parse(readFileSync(specPath, 'utf8')) as Spec;
+    if (rec.network !== 'host') {
+      const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
+      ns.push({ type: 'network' });
+      spec.linux!.namespaces = ns;
+      atomicWrite(specPath, JSON.stringify(spec, null, 2));
+    }
+    rec.resourcesUp = true;
+    rec.error = null;
+    this.containers.save(rec);
+    let handle;
+    try {
+      handle = await startMonitor({
+        runtime: this.runtimePath ?? defaultRuntimePath(), runtimeArgs: ['--root', join(this.state, 'runtime')],
+        id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
+        logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),
+        consoleSocket: join(sdir, 'console.sock'), terminal: rec.tty, stdin: rec.stdinOpen, start: false,
+        restart: rec.restartPolicy,
+      });
+    } catch (e) {
+      await this.cleanup(rec).catch(() => {});
+      throw new BerthError('ESTART', `cannot start container ${rec.name}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+    }
+    rec.monitorPid = handle.monitorPid;
+    rec.pid = handle.initPid;
+    this.containers.save(rec);
+    try {
+      if (bridged) {
+        const nsFile = this.netnsFile(rec.id);
+        bindNetns(handle.initPid, nsFile);
+        // restarts (by the monitor) join the same netns, keeping address and ports
+        const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
+        ns.push({ type: 'network', path: nsFile });
+        spec.linux!.namespaces = ns;
+        atomicWrite(specPath, JSON.stringify(spec, null, 2));
+        const att = await this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports });
+        rec.ip = att.ip;
+        this.containers.save(rec);
+        this.writeHosts(rec);
+      } else if (rec.network === 'none') {
+        // lo only, no CNI: bring it up through the loopback plugin via a netns file
+        const nsFile = this.netnsFile(rec.id);
+        bindNetns(handle.initPid, nsFile);
+        const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
+        ns.push({ type: 'network', path: nsFile });
+        spec.linux!.namespaces = ns;
+        atomicWrite(specPath, JSON.stringify(spec, null, 2));
+      }
+      if (opts.beforeStart) await opts.beforeStart(rec);
+      rec.pid = await startContainer(this.ctlSocket(rec.id));
+    } catch (e) {
+      try { this.runtime.kill(rec.id, 'SIGKILL'); } catch { /* already gone */ }
+      await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs: 10000 }).catch(() => {});
+      await this.cleanup(rec).catch(() => {});
+      throw e;
+    }
+    rec.status = 'running';
+    rec.startedAt = new Date().toISOString();
+    rec.finishedAt = null;
+    rec.exitCode = null;
+    rec.oomKilled = false;
+    this.containers.save(rec);
+    return rec;
+  }
+
+  /** /etc/hosts for rec and every running peer on its network (entries by name). */
+  private writeHosts(rec: ContainerRecord): void {
+    const peers = this.containers.list().filter((c) => c.network === rec.network && c.ip && c.resourcesUp && (c.id === rec.id || (c.monitorPid > 0 && monitorAlive(c.monitorPid))));
+    const entries: HostEntry[] = peers.map((c) => ({ ip: c.ip!, names: c.id === rec.id ? [c.hostname, c.name] : [c.name, c.hostname] }));
+    const self = entries.find((e) => e.ip === rec.ip);
+    const ordered = self ? [self, ...entries.filter((e) => e !== self)] : entries;
+    for (const c of peers) {
+      const f = join(this.cdir(c.id), 'hosts');
+      try { writeInPlace(f, (tmp) => writeHostsFile(tmp, c.id === rec.id ? ordered : entries)); } catch { /* peer going away */ }
+    }
+  }
+
+  /** Tear down what a started container holds (idempotent); records its exit. */
+  async cleanup(rec: ContainerRecord): Promise<void> {
+    const ex = readExitStatus(this.exitFile(rec.id));
+    if (ex) this.applyExit(rec, ex);
+    else if (rec.status !== 'created' || rec.monitorPid > 0) {
+      rec.status = 'exited';
+      if (rec.exitCode === null) rec.exitCode = 137;
+      rec.finishedAt ??= new Date().toISOString();
+      if (!rec.error && rec.monitorPid > 0) rec.error = 'the container monitor died';
+    }
+    // runtime state and the init process, when the monitor could not clean them
+    try { await this.runtime.delete(rec.id, true); } catch { /* not there */ }
+    try {
+      const cg = detectCgroupDriver().open(this.cgroupsPath(rec.id));
+      if (cg.exists()) await cg.destroy();
+    } catch { /* nothing there */ }
+    const nsFile = this.netnsFile(rec.id);
+    if (rec.network !== 'none' && rec.network !== 'host') {
+      await this.networks.disconnect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports }).catch(() => {});
+    }
+    removeNetns(nsFile);
+    this.unmountRootfs(rec.id);
+    rmSync(this.sdir(rec.id), { recursive: true, force: true });
+    rec.ip = null;
+    rec.resourcesUp = false;
+    rec.monitorPid = 0;
+    rec.pid = 0;
+    if (this.containers.load(rec.id)) this.containers.save(rec);
+  }
+
+  // ------------------------------------------------------------------ stop / kill / wait
+
+  /** Wait for the container to exit for good; returns Docker's exit code. */
+  async wait(ref: string | ContainerRecord, timeoutMs = 2 ** 31 - 1): Promise<ContainerRecord> {
+    const rec = typeof ref === 'string' ? this.get(ref) : ref;
+    if (rec.monitorPid > 0 && monitorAlive(rec.monitorPid)) {
+      await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs, pollMs: 25 }).catch((e) => {
+        if (monitorAlive(rec.monitorPid)) throw e;
+      });
+    }
+    if (rec.resourcesUp) await this.cleanup(rec);
+    return this.refresh(rec);
+  }
+
+  /** StopSignal, then SIGKILL after `timeout` seconds. */
+  async stop(ref: string | ContainerRecord, timeout?: number): Promise<ContainerRecord> {
+    const rec = typeof ref === 'string' ? this.get(ref) : ref;
+    if (rec.monitorPid > 0 && monitorAlive(rec.monitorPid)) {
+      await disableRestart(this.ctlSocket(rec.id)).catch(() => {});
+      const t = timeout ?? rec.stopTimeout;
+      try { this.runtime.kill(rec.id, rec.stopSignal); } catch { /* already exiting */ }
+      const exited = await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs: Math.max(0, t) * 1000, pollMs: 25 }).then(() => true, () => false);
+      if (!exited) {
+        try { this.runtime.kill(rec.id, 'SIGKILL', true); } catch { /* gone */ }
+        await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs: 15000, pollMs: 25 }).catch(() => {});
+      }
+    }
+    if (rec.resourcesUp) await this.cleanup(rec);
+    return rec;
+  }
+
+  kill(ref: string, signal = 'SIGKILL'): ContainerRecord {
+    const rec = this.get(ref);
+    if (rec.status !== 'running') throw new BerthError('ENOTRUNNING', `container ${rec.name} is not running`);
+    const sig = normalizeSignal(signal);
+    parseSignal(sig);
+    if (sig === 'SIGKILL' || sig === '9') void disableRestart(this.ctlSocket(rec.id)).catch(() => {});
+    this.runtime.kill(rec.id, sig);
+    return rec;
+  }
+
+  async restart(ref: string, timeout?: number): Promise<ContainerRecord> {
+    const rec = await this.stop(ref, timeout);
+    return await this.start(rec.id);
+  }
+
+  /** Remove a container; running ones need force (killed first). */
+  async rm(ref: string, o: { force?: boolean; volumes?: boolean } = {}): Promise<ContainerRecord> {
+    const rec = this.get(ref);
+    if (rec.status === 'running') {
+      if (!o.force) throw new BerthError('ERUNNING', `container ${rec.name} is running: stop it first or use rm -f`);
+      await disableRestart(this.ctlSocket(rec.id)).catch(() => {});
+      try { this.runtime.kill(rec.id, 'SIGKILL', true); } catch { /* gone */ }
+      await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs: 15000, pollMs: 25 }).catch(() => {});
+    }
+    await this.cleanup(rec);
+    this.unmountRootfs(rec.id);
+    try { this.images.removeImageUse(rec.imageId, rec.id); } catch { /* image gone */ }
+    this.containers.remove(rec);
+    if (o.volumes || rec.autoRemove) {
+      for (const v of rec.anonVolumes) { try { this.volumes.remove(v, this.volumeUsers(v)); } catch { /* in use elsewhere */ } }
+    }
+    return rec;
+  }
+
+  volumeUsers(name: string): string[] {
+    return this.containers.list().filter((c) => c.volumes.includes(name)).map((c) => c.name);
+  }
+
+  // ------------------------------------------------------------------ exec / top / stats
+
+  /** Run a process in a running container; resolves with its exit code. */
+  async exec(ref: string, args: string[], o: ExecOptions = {}): Promise<{ pid: number; ptyMaster: number; wait: () => Promise<number> }> {
+    const rec = this.get(ref);
+    if (rec.status !== 'running') throw new BerthError('ENOTRUNNING', `container ${rec.name} is not running`);
+    if (!args.length) throw new ConfigError('exec', 'no command given');
+    const spec = JSON.parse(readFileSync(join(this.bundleDir(rec.id), 'config.json'), 'utf8')) as Spec;
+    const base = spec.process!;
+    const rootfs = join(this.cdir(rec.id), 'rootfs');
+    let user = base.user;
+    if (o.user !== undefined) {
+      const readEtc = (f: string): string => { try { return readFileSync(join(rootfs, 'etc', f), 'utf8'); } catch { return ''; } };
+      const u = resolveUser(o.user, readEtc('passwd'), readEtc('group'));
+      user = { uid: u.uid, gid: u.gid, ...(u.additionalGids ? { additionalGids: u.additionalGids } : {}) };
+    }
+    const proc: Process = {
+      terminal: !!o.tty, user, args, env: mergeEnv(base.env ?? [], o.env ?? []), cwd: o.workdir ?? base.cwd,
+      capabilities: base.capabilities, rlimits: base.rlimits, noNewPrivileges: base.noNewPrivileges,
+    };
+    const h = await this.runtime.exec(rec.id, proc, { stdio: o.stdio ?? [0, 1, 2] });
+    return { pid: h.pid, ptyMaster: h.ptyMaster, wait: async () => (await h.wait()).exitCode };
+  }
+
+  /** Processes in the container: pid and command line (host pids). */
+  top(ref: string): { pid: number; user: number; cmd: string }[] {
+    const rec = this.get(ref);
+    if (rec.status !== 'running') throw new BerthError('ENOTRUNNING', `container ${rec.name} is not running`);
+    return this.runtime.ps(rec.id).map((pid) => {
+      let cmd = '', user = 0;
+      try { cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' '); } catch { /* gone */ }
+      try { user = statSync(`/proc/${pid}`).uid; } catch { /* gone */ }
+      return { pid, user, cmd };
+    });
+  }
+
+  stats(ref: string): ReturnType<Runtime['stats']> {
+    const rec = this.get(ref);
+    if (rec.status !== 'running') throw new BerthError('ENOTRUNNING', `container ${rec.name} is not running`);
+    return this.runtime.stats(rec.id);
+  }
+
+  /** Docker-like inspect document. */
+  inspect(ref: string): Record<string, unknown> {
+    const r = this.get(ref);
+    let spec: Spec | null = null;
+    try { spec = JSON.parse(readFileSync(join(this.bundleDir(r.id), 'config.json'), 'utf8')) as Spec; } catch { /* removed */ }
+    const restarting = r.status === 'running' && (readExitStatus(this.exitFile(r.id))?.restarting ?? false);
+    return {
+      Id: r.id, Name: `/${r.name}`, Created: r.created, Path: r.command[0], Args: r.command.slice(1),
+      State: {
+        Status: restarting ? 'restarting' : r.status, Running: r.status === 'running', Restarting: restarting,
+        OOMKilled: r.oomKilled, Dead: false, Pid: r.status === 'running' ? r.pid : 0, ExitCode: r.exitCode ?? 0,
+        Error: r.error ?? '', StartedAt: r.startedAt ?? '0001-01-01T00:00:00Z', FinishedAt: r.finishedAt ?? '0001-01-01T00:00:00Z',
+      },
+      Image: r.imageId, RestartCount: r.restartCount, LogPath: this.logFile(r.id),
+      HostConfig: {
+        AutoRemove: r.autoRemove, RestartPolicy: { Name: r.restartPolicy.split(':')[0], MaximumRetryCount: Number(r.restartPolicy.split(':')[1] ?? 0) },
+        NetworkMode: r.network, Memory: spec?.linux?.resources?.memory?.limit ?? 0, ReadonlyRootfs: spec?.root?.readonly ?? false,
+        PortBindings: r.ports,
+      },
+      Config: {
+        Hostname: r.hostname, User: spec?.process?.user ? `${spec.process.user.uid}:${spec.process.user.gid}` : '', Tty: r.tty, OpenStdin: r.stdinOpen,
+        Env: spec?.process?.env ?? [], Cmd: r.command, Image: r.image, WorkingDir: spec?.process?.cwd ?? '/', StopSignal: r.stopSignal, StopTimeout: r.stopTimeout,
+      },
+      Mounts: (spec?.mounts ?? []).filter((m) => m.type === 'bind' && !['/etc/hosts', '/etc/hostname', '/etc/resolv.conf', '/dev/init'].includes(m.destination))
+        .map((m) => {
+          const vol = r.volumes.find((v) => m.source === this.volumes.get(v)?.mountpoint);
+          return { Type: vol ? 'volume' : 'bind', Name: vol ?? undefined, Source: m.source, Destination: m.destination, RW: !(m.options ?? []).includes('ro') };
+        }),
+      NetworkSettings: { IPAddress: r.ip ?? '', Networks: r.network === 'none' || r.network === 'host' ? {} : { [r.network]: { IPAddress: r.ip ?? '' } }, Ports: r.ports },
+    };
+  }
+}
+
+/** Whether a path exists (lstat), for callers that must not follow links. */
+export function lexists(p: string): boolean { try { lstatSync(p); return true; } catch { return false; } }

@@ -1,0 +1,150 @@
+/**
+ * Container records under <root>/containers/<id>/container.json: one directory per container,
+ * the JSON replaced atomically (temp + rename; never rewritten in place). Names are claimed with
+ * O_EXCL files under <root>/containers/.names/<name> (holding the id), so two concurrent
+ * creates of one name cannot both win. Ids are 64 hex; any unique prefix resolves.
+ */
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { BerthError, ConfigError, NotFoundError } from '../errors.js';
+import type { RestartPolicy } from './monitor.js';
+
+export type ContainerStatus = 'created' | 'running' | 'exited';
+
+export interface PortBinding { hostIP?: string; hostPort: number; containerPort: number; protocol: 'tcp' | 'udp' | 'sctp' }
+
+export interface ContainerRecord {
+  id: string;
+  name: string;
+  created: string;
+  image: string;
+  imageId: string;
+  /** argv as run (after Entrypoint/Cmd resolution). */
+  command: string[];
+  /** What `berth run` was asked for, kept to recreate the spec at restart. */
+  options: Record<string, unknown>;
+  tty: boolean;
+  stdinOpen: boolean;
+  autoRemove: boolean;
+  restartPolicy: RestartPolicy;
+  stopSignal: string;
+  stopTimeout: number;
+  /** 'none' | 'host' | network name. */
+  network: string;
+  ip: string | null;
+  ports: PortBinding[];
+  /** Volume names this container mounts (named and anonymous). */
+  volumes: string[];
+  anonVolumes: string[];
+  hostname: string;
+  // ---- state ----
+  status: ContainerStatus;
+  monitorPid: number;
+  pid: number;
+  startedAt: string | null;
+  finishedAt: string | null;
+  exitCode: number | null;
+  oomKilled: boolean;
+  restartCount: number;
+  error: string | null;
+  /** Whether rootfs/network are currently set up (cleared by cleanup/reconcile). */
+  resourcesUp: boolean;
+}
+
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+const ADJ = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'quiet', 'sharp', 'tender', 'vivid', 'witty'];
+const NOUN = ['albatross', 'bollard', 'capstan', 'dinghy', 'ensign', 'ferry', 'galley', 'harbour', 'jetty', 'keel', 'lighthouse', 'mooring', 'pier', 'quay', 'rudder', 'schooner'];
+
+export class ContainerStore {
+  readonly dir: string;
+  private readonly namesDir: string;
+
+  constructor(root: string) {
+    this.dir = join(root, 'containers');
+    this.namesDir = join(this.dir, '.names');
+    mkdirSync(this.namesDir, { recursive: true, mode: 0o711 });
+  }
+
+  containerDir(id: string): string { return join(this.dir, id); }
+
+  static newId(): string { return randomBytes(32).toString('hex'); }
+
+  generateName(): string {
+    for (let i = 0; i < 50; i++) {
+      const n = `${ADJ[randomBytes(1)[0] % ADJ.length]}_${NOUN[randomBytes(1)[0] % NOUN.length]}${i > 10 ? randomBytes(2).toString('hex') : ''}`;
+      if (!this.nameTaken(n)) return n;
+    }
+    return `berth_${randomBytes(4).toString('hex')}`;
+  }
+
+  nameTaken(name: string): boolean {
+    try { readFileSync(join(this.namesDir, name)); return true; } catch { return false; }
+  }
+
+  /** Claim `name` for `id`; throws EEXIST (naming the holder) when taken. */
+  claimName(name: string, id: string): void {
+    if (!NAME_RE.test(name) || name.length > 128) throw new ConfigError('--name', `"${name}": names are letters, digits, _ . - and start with a letter or digit`);
+    let fd: number;
+    try { fd = openSync(join(this.namesDir, name), 'wx', 0o644); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') {
+        let holder = '';
+        try { holder = readFileSync(join(this.namesDir, name), 'utf8').slice(0, 12); } catch { /* racing remove */ }
+        throw new BerthError('ENAMETAKEN', `the container name "${name}" is already in use by container ${holder}; remove it or pick another name`);
+      }
+      throw e;
+    }
+    try { writeSync(fd, id); } finally { closeSync(fd); }
+  }
+
+  releaseName(name: string, id: string): void {
+    try { if (readFileSync(join(this.namesDir, name), 'utf8') === id) rmSync(join(this.namesDir, name), { force: true }); } catch { /* gone */ }
+  }
+
+  save(rec: ContainerRecord): void {
+    const d = this.containerDir(rec.id);
+    mkdirSync(d, { recursive: true, mode: 0o711 });
+    const final = join(d, 'container.json');
+    const tmp = `${final}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`;
+    writeFileSync(tmp, JSON.stringify(rec, null, 2));
+    renameSync(tmp, final);
+  }
+
+  load(id: string): ContainerRecord | null {
+    try { return JSON.parse(readFileSync(join(this.containerDir(id), 'container.json'), 'utf8')) as ContainerRecord; } catch { return null; }
+  }
+
+  ids(): string[] {
+    return readdirSync(this.dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
+  }
+
+  list(): ContainerRecord[] {
+    const out: ContainerRecord[] = [];
+    for (const id of this.ids()) { const r = this.load(id); if (r) out.push(r); }
+    return out.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /** Name, full id or unique id prefix → record. */
+  resolve(ref: string): ContainerRecord {
+    if (!ref) throw new NotFoundError('no container given');
+    if (NAME_RE.test(ref)) {
+      try {
+        const id = readFileSync(join(this.namesDir, ref), 'utf8');
+        const r = this.load(id);
+        if (r) return r;
+      } catch { /* not a name */ }
+    }
+    if (/^[0-9a-f]+$/.test(ref)) {
+      const hits = this.ids().filter((i) => i.startsWith(ref));
+      if (hits.length > 1) throw new BerthError('EAMBIGUOUS', `container id prefix "${ref}" is ambiguous: ${hits.length} containers match; give more characters`);
+      if (hits.length === 1) { const r = this.load(hits[0]); if (r) return r; }
+    }
+    throw new NotFoundError(`no such container: ${ref}`);
+  }
+
+  remove(rec: ContainerRecord): void {
+    this.releaseName(rec.name, rec.id);
+    rmSync(this.containerDir(rec.id), { recursive: true, force: true });
+  }
+}
