@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, readFileSync } from 'node:fs';
+import { mkdirSync, rmSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { baseImage, writeOciLayout } from './fixtures/images.js';
@@ -25,7 +25,7 @@ function podman(args: string[]) {
 }
 
 t.before(async () => { await writeOciLayout(layout, await baseImage(), 'latest'); });
-t.teardown(() => {
+t.teardown(async () => {
   podman(['rm', '--all', '--force']);
   podman(['system', 'reset', '--force']);
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
@@ -33,9 +33,11 @@ t.teardown(() => {
     if (mp && mp.startsWith(dir)) spawnSync('umount', ['-l', mp]);
   }
   rmSync(dir, { recursive: true, force: true });
-  for (const h of ['blkio', 'cpu', 'cpuacct', 'cpuset', 'devices', 'freezer', 'memory', 'pids', 'systemd']) {
-    // podman puts conmon in <parent>/conmon.
-    spawnSync('rmdir', [`/sys/fs/cgroup/${h}/berth-podman-${process.pid}/conmon`, `/sys/fs/cgroup/${h}/berth-podman-${process.pid}`], { stdio: 'ignore' });
+  // podman puts conmon in <parent>/conmon; conmon exits a moment after `rm`.
+  const parents = ['blkio', 'cpu', 'cpuacct', 'cpuset', 'devices', 'freezer', 'memory', 'pids', 'systemd'].map((h) => `/sys/fs/cgroup/${h}/berth-podman-${process.pid}`);
+  for (let i = 0; i < 50 && parents.some((p) => existsSync(p)); i++) {
+    for (const p of parents) spawnSync('rmdir', [`${p}/conmon`, p], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 100));
   }
 });
 
