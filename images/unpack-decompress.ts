@@ -12,6 +12,12 @@ import { BerthError } from '../runtime/errors.js';
 
 export type Compression = 'gzip' | 'zstd' | 'none';
 
+/**
+ * zlib's output buffer size. The default (16 KiB) costs a threadpool round trip and a stream push
+ * per 16 KiB of tar: on a 119 MB pull that was ~330 ms of CPU against ~80 ms with 256 KiB.
+ */
+const GUNZIP_CHUNK = 256 * 1024;
+
 export function detectCompression(head: Buffer): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
@@ -78,7 +84,7 @@ export async function* decompress(source: AsyncIterable<Buffer>, onCompression?:
     yield* prepend(head, it);
     return;
   }
-  const d: Duplex = kind === 'gzip' ? zlib.createGunzip() : zstdDecompressor();
+  const d: Duplex = kind === 'gzip' ? zlib.createGunzip({ chunkSize: GUNZIP_CHUNK }) : zstdDecompressor();
   const feeding = pipeline(Readable.from(prepend(head, it), { objectMode: false }), d).catch((e: unknown) => {
     d.destroy(e instanceof Error ? e : new Error(String(e)));
     throw e;
