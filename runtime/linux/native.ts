@@ -2,7 +2,8 @@
  * koffi bindings to native/build/libberth.so (native/spawn.c): the clone→execve entry point and
  * the fd-passing helpers Node lacks. The library is found relative to this module so it works
  * from the source tree under tsx (runtime/linux/*.ts → ../../native/build) and from the compiled
- * tree (dist/runtime/linux/*.js → ../../../native/build). Loaded lazily on first use.
+ * tree (dist/runtime/linux/*.js → ../../../native/build) and from the berth-oci bundle
+ * (dist/berth-oci.mjs → ../native/build). Loaded lazily on first use.
  */
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
@@ -25,7 +26,7 @@ let cached: NativeLib | null = null;
 /** Candidate locations of libberth.so, most specific first. */
 export function libberthCandidates(): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
-  const list = [resolve(here, '../../native/build/libberth.so'), resolve(here, '../../../native/build/libberth.so')];
+  const list = [resolve(here, '../../native/build/libberth.so'), resolve(here, '../../../native/build/libberth.so'), resolve(here, '../native/build/libberth.so')];
   if (process.env.BERTH_LIBBERTH) list.unshift(process.env.BERTH_LIBBERTH);
   return list;
 }
