@@ -13,7 +13,7 @@ import { Runtime, type ExitInfo } from '../oci/runtime.js';
 import { defaultSpec } from '../oci/default-spec.js';
 import type { LinuxResources, Mount } from '../oci/spec.js';
 import type { CgroupStats } from '../cgroups/types.js';
-import { busyboxRootfs, imageRootfs, type BenchRootfs, BenchError } from './rootfs.js';
+import { busyboxRootfs, imageRootfs, type BenchRootfs, BenchError, DEFAULT_STORE_ROOT } from './rootfs.js';
 
 export interface EnvOptions {
   /** Experiment id, used in names. */
@@ -64,7 +64,7 @@ export class BenchEnv {
     const suffix = randomBytes(4).toString('hex');
     const dir = mkdtempSync(join(tmpdir(), `berth-bench-${opts.name}-`));
     try {
-      const rootfs = opts.image ? await imageRootfs(opts.storeRoot ?? '/var/lib/berth', opts.image, dir) : busyboxRootfs(dir);
+      const rootfs = opts.image ? await imageRootfs(opts.storeRoot ?? DEFAULT_STORE_ROOT, opts.image, dir) : busyboxRootfs(dir);
       return new BenchEnv(dir, rootfs, suffix);
     } catch (e) {
       rmSync(dir, { recursive: true, force: true });
@@ -129,8 +129,18 @@ export class BenchEnv {
     try { return p ? readFileSync(p, 'utf8') : ''; } catch { return ''; }
   }
 
-  /** Kill and delete one container (idempotent). */
+  /**
+   * Kill and delete one container (idempotent). The init is killed and reaped through wait()
+   * before delete: Runtime.delete forgets the pid in the reaper, and an init that had not been
+   * reaped by then would stay a zombie child of this process.
+   */
   async remove(id: string): Promise<void> {
+    try {
+      if (this.rt.state(id).status !== 'stopped') this.rt.kill(id, 'KILL', true);
+    } catch { /* already stopped or deleted */ }
+    try {
+      await Promise.race([this.rt.wait(id), new Promise((r) => setTimeout(r, 5000))]);
+    } catch { /* deleted */ }
     try { await this.rt.delete(id, true); } catch { /* already deleted */ }
   }
 

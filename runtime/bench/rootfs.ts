@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { BerthError } from '../errors.js';
 
 export const BUSYBOX = '/bin/busybox';
+/** berth's default --root (images live there). */
+export const DEFAULT_STORE_ROOT = '/var/lib/berth';
 
 export class BenchError extends BerthError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -99,6 +101,20 @@ export async function imageRootfs(storeRoot: string, ref: string, dir: string): 
         unmountOverlay(dir);
       },
     };
+  } finally {
+    store.close();
+  }
+}
+
+/** Throws BenchError unless ref is in the store at storeRoot (nothing is mounted). */
+export async function assertImageAvailable(storeRoot: string, ref: string): Promise<void> {
+  if (!existsSync(storeRoot)) throw new BenchError(`image store ${storeRoot} does not exist: run \`berth pull ${ref}\` first (or give --root)`);
+  const { ImageStore } = await import('../../images/store.js');
+  const store = ImageStore.open(storeRoot);
+  try {
+    await store.rootfsFor(ref);
+  } catch (e) {
+    throw new BenchError(`image ${ref} is not in the store at ${storeRoot}: run \`berth pull ${ref}\` first (${(e as Error).message})`, { cause: e });
   } finally {
     store.close();
   }

@@ -1,4 +1,5 @@
 /** Timed sampling of cgroup counters at a fixed cadence (absolute deadlines, so no drift). */
+import { readFileSync } from 'node:fs';
 import type { CgroupStats } from '../cgroups/types.js';
 import type { SeriesPoint } from './types.js';
 
@@ -63,4 +64,17 @@ export function cpuSeries(samples: Sample[], i: number): SeriesPoint[] {
 export function busyScript(n: number): string {
   if (n <= 1) return 'while :; do :; done';
   return `i=0; while [ $i -lt ${n} ]; do (while :; do :; done) & i=$((i+1)); done; wait`;
+}
+
+/** Host CPU time from /proc/stat's "cpu" line, in seconds (USER_HZ = 100): busy and total. */
+export function hostCpuTimes(): { busy: number; total: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+    const f = (line ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = f.reduce((a, b) => a + b, 0);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    return { busy: (total - idle) / 100, total: total / 100 };
+  } catch {
+    return { busy: 0, total: 0 };
+  }
 }

@@ -87,7 +87,7 @@ export async function memoryExperiment(ctx: ExperimentContext, opts: MemoryOptio
       measuredValue: peak,
       errorPct: round(err, 2),
       verdict,
-      detail: `${survived ? 'NOT killed' : exit.signal === 9 ? 'killed by SIGKILL' : `exited ${exit.exitCode}`}; oomKilled=${exit.oomKilled}, oom_kill=${st.memory.oomKills}, limit hits=${st.memory.failCount}; last step reached ${fmtMiB(lastAllocated)} in the variable; swap ${swapAccounted ? `used ${fmtMiB(Math.max(0, swapPeak))}` : 'not accounted'}`,
+      detail: `${survived ? 'NOT killed' : exit.signal === 9 ? 'killed by SIGKILL' : `exited ${exit.exitCode}`}; oomKilled=${exit.oomKilled}, oom_kill=${st.memory.oomKills}; last step reached ${fmtMiB(lastAllocated)} in the variable; swap ${swapAccounted ? `used ${fmtMiB(Math.max(0, swapPeak))}` : 'not accounted'}`,
     });
     rows.push({
       name: 'swap (forbidden)',
