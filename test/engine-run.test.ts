@@ -213,6 +213,13 @@ t.test('-d, logs -f, exec, stop: TERM, then KILL after the timeout', async (t) =
   const top = await ok(['top', 'stubborn']);
   t.match(top, /sleep 1000/);
   await ok(['rm', '-f', 'stubborn', 'ticker']);
+  await ok(['run', '-d', '--name', 'withinit', '--init', BUSYBOX, 'sleep', '1000']);
+  t.match(await ok(['exec', 'withinit', 'ps']), /^\s*1 root\s+\/dev\/init -- sleep 1000$/m, '--init runs as pid 1');
+  const t2 = Date.now();
+  await ok(['stop', 'withinit']);
+  t.ok(Date.now() - t2 < 5000, '--init forwards TERM: no grace period wasted');
+  t.equal((await inspect('withinit')).State.ExitCode, 143);
+  await ok(['rm', 'withinit']);
 });
 
 t.test('user network: containers reach each other by name; -p publishes to the host', async (t) => {
