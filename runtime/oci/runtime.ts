@@ -5,6 +5,7 @@
  * files (`record.namespacePaths`) in their spec; any container can be adopted after a restart
  * because everything needed is in <root>/<id>/state.json.
  */
+import net from 'node:net';
 import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, chmodSync, constants as fsConstants } from 'node:fs';
 import { join } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
@@ -259,25 +260,7 @@ export class Runtime {
       if (r.exitCode !== 0) throw new BerthError('EHOOK', `startContainer hook ${hook.path} failed with status ${r.exitCode}`);
     }
     const fifo = join(containerDir(this.root, id), 'exec.fifo');
-    const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
-    try {
-      const buf = Buffer.alloc(1);
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        let n = 0;
-        try {
-          n = readSync(fd, buf, 0, 1, null);
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
-        }
-        if (n === 1) break;
-        if (!initAlive(rec)) throw new ContainerStateError(`container "${id}" init exited before it was started`);
-        if (Date.now() > deadline) throw new ContainerStateError(`container "${id}" init did not take the start signal within 10s`);
-        await sleep(1);
-      }
-    } finally {
-      closeSync(fd);
-    }
+    await takeStartSignal(fifo, rec);
     try { unlinkSync(fifo); } catch { /* already gone */ }
     for (const w of await runHooksBestEffort('poststart', rec.config.hooks?.poststart, ociState(rec, 'running'))) this.warn(w);
   }
@@ -432,6 +415,63 @@ export class Runtime {
     const cg = this.cgroupOf(rec);
     if (!cg) throw new ContainerStateError(`container "${rec.id}" has no cgroup`);
     return cg;
+  }
+}
+
+/** Read the init's byte from a non-blocking fd: true when it was there, false when not yet. */
+function readStartByte(fd: number): boolean {
+  try {
+    return readSync(fd, Buffer.alloc(1), 0, 1, null) === 1;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EAGAIN') return false;
+    throw e;
+  }
+}
+
+/**
+ * Open the exec fifo for reading, which lets the init (blocked opening it for writing) write its
+ * byte and exec. The byte usually comes at once; otherwise libuv watches the fifo (no polling
+ * sleeps), and a timer notices an init that died without writing it. A byte written just before
+ * the init exited still counts: the fifo is read once more before giving up.
+ */
+async function takeStartSignal(fifo: string, rec: ContainerRecord): Promise<void> {
+  const fd = openSync(fifo, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  let fast: boolean;
+  try {
+    fast = readStartByte(fd);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  if (fast) {
+    closeSync(fd);
+    return;
+  }
+  const sock = new net.Socket({ fd, readable: true, writable: false, allowHalfOpen: true });
+  const deadline = Date.now() + 10_000;
+  let timer: ReturnType<typeof setInterval> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const exited = () => new ContainerStateError(`container "${rec.id}" init exited before it was started`);
+      sock.once('data', () => resolve());
+      sock.once('end', () => reject(exited()));
+      sock.once('error', reject);
+      timer = setInterval(() => {
+        try {
+          if (readStartByte(fd)) resolve();
+          else if (!initAlive(rec)) {
+            if (readStartByte(fd)) resolve();
+            else reject(exited());
+          }
+          else if (Date.now() > deadline) reject(new ContainerStateError(`container "${rec.id}" init did not take the start signal within 10s`));
+        } catch (e) {
+          reject(e);
+        }
+      }, 5);
+    });
+  } finally {
+    clearInterval(timer);
+    sock.destroy();
   }
 }
 
