@@ -93,6 +93,36 @@ export function writeCgroupFile(file: string, value: string | number | bigint): 
   }
 }
 
+/**
+ * Write each value with its own write(2) through one open file (devices.allow/deny take one rule
+ * per write). Same errors as writeCgroupFile, naming the value that failed.
+ */
+export function writeCgroupValues(file: string, values: (string | number)[]): void {
+  if (values.length === 0) return;
+  if (values.length === 1) return writeCgroupFile(file, values[0]);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_TRUNC);
+  } catch (err) {
+    const code = errCode(err);
+    const text = String(values[0]);
+    throw new CgroupError(file, code, `cannot write ${describeValue(text)} to ${file}: ${code}${hintFor(file, code, text)}`, { cause: err });
+  }
+  try {
+    for (const v of values) {
+      const text = String(v);
+      try {
+        fs.writeSync(fd, text);
+      } catch (err) {
+        const code = errCode(err);
+        throw new CgroupError(file, code, `cannot write ${describeValue(text)} to ${file}: ${code}${hintFor(file, code, text)}`, { cause: err });
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Read a cgroup file, trimmed. Throws CgroupError. */
 export function readCgroupFile(file: string): string {
   try {
@@ -150,6 +180,15 @@ export function parsePids(text: string | null): number[] {
 
 /** mkdir -p that reports a CgroupError. Returns the directories it created, shallowest first. */
 export function mkdirCgroup(dir: string): string[] {
+  // Fast path: the parent usually exists already.
+  try {
+    fs.mkdirSync(dir);
+    return [dir];
+  } catch (err) {
+    const code = errCode(err);
+    if (code === 'EEXIST') return [];
+    if (code !== 'ENOENT') throw new CgroupError(dir, code, `cannot create cgroup directory ${dir}: ${code}${hintFor(dir, code, '')}`, { cause: err });
+  }
   const created: string[] = [];
   const missing: string[] = [];
   let cur = dir;
@@ -212,6 +251,18 @@ export function killPid(pid: number): void {
   } catch (err) {
     if (errCode(err) !== 'ESRCH') throw err;
   }
+}
+
+/**
+ * The fast path of destroy(): rmdir each directory once. The kernel refuses (EBUSY) a cgroup that
+ * still has tasks or children, so when every rmdir succeeds (or the directory is already gone)
+ * there was nothing to kill and nothing is left. Returns false when any directory remains; the
+ * caller then runs the full kill-and-remove.
+ */
+export function removeEmptyCgroups(dirs: string[]): boolean {
+  let all = true;
+  for (const d of dirs) if (rmdirCgroup(d) !== null) all = false;
+  return all;
 }
 
 /**

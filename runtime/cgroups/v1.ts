@@ -9,7 +9,7 @@ import type { LinuxResources, LinuxMemory, LinuxCPU, LinuxBlockIO } from '../oci
 import type { Cgroup, CgroupDriver, CgroupStats } from './types.js';
 import {
   CgroupError, CgroupUnsupportedError, fileExists, killAndRemoveTrees, mkdirCgroup, parseIntOrNull, parseKeyValues,
-  parsePids, readCgroupFile, readCgroupFileOptional, rmdirCgroup, sleep, writeCgroupFile,
+  parsePids, readCgroupFile, readCgroupFileOptional, removeEmptyCgroups, rmdirCgroup, sleep, writeCgroupFile, writeCgroupValues,
 } from './fs.js';
 import {
   USER_HZ, V1_UNLIMITED_THRESHOLD, deviceRuleToV1, normalizeCpuset, pidsLimitValue, resolveCgroupsPath,
@@ -167,7 +167,13 @@ class V1Cgroup implements Cgroup {
     const lines = devices.map((d, i) => ({ allow: d.allow, line: deviceRuleToV1(d, i) }));
     const dir = this.dir('devices', 'linux.resources.devices');
     writeCgroupFile(path.join(dir, 'devices.deny'), 'a');
-    for (const l of lines) writeCgroupFile(path.join(dir, l.allow ? 'devices.allow' : 'devices.deny'), l.line);
+    // Runs of rules for the same file share one open file (one write per rule, in order).
+    for (let i = 0; i < lines.length;) {
+      let j = i;
+      while (j < lines.length && lines[j].allow === lines[i].allow) j++;
+      writeCgroupValues(path.join(dir, lines[i].allow ? 'devices.allow' : 'devices.deny'), lines.slice(i, j).map((l) => l.line));
+      i = j;
+    }
   }
 
   private applyMemory(m: LinuxMemory): void {
@@ -347,6 +353,8 @@ class V1Cgroup implements Cgroup {
   }
 
   async destroy(): Promise<void> {
+    // Empty (the common case once the init has exited): one rmdir per hierarchy.
+    if (removeEmptyCgroups(this.uniqueDirs())) return;
     // Frozen tasks cannot die: thaw first.
     if (this.isFrozen()) await this.thaw();
     await killAndRemoveTrees(this.uniqueDirs());
