@@ -4,12 +4,14 @@
  * one file read and one compile instead of resolving and loading ~30 modules. koffi is replaced
  * by a lazy shim: it is loaded (≈25 ms) only when a koffi binding is first called, which the
  * common commands avoid (native/build/berth.node serves the hot path). bin/berth-oci.js uses the
- * bundle when it exists and falls back to dist/runtime/cli/berth-oci.js otherwise.
+ * bundle when it exists and none of the sources it was built from (listed with their mtimes in
+ * dist/berth-oci.inputs.json) changed since; otherwise it falls back to dist/runtime/cli/berth-oci.js.
  *
  * esbuild comes with tsx (a devDependency); when it is missing the step is skipped with a note.
  */
 import { fileURLToPath } from 'node:url';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
+import { statSync, writeFileSync } from 'node:fs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -38,7 +40,7 @@ const lazyKoffi = {
   },
 };
 
-await esbuild.build({
+const result = await esbuild.build({
   entryPoints: [join(root, 'runtime/cli/berth-oci.ts')],
   outfile: join(root, 'dist/berth-oci.mjs'),
   bundle: true,
@@ -51,4 +53,14 @@ await esbuild.build({
   sourcemap: false,
   legalComments: 'none',
   logLevel: 'warning',
+  metafile: true,
 });
+
+// Source files (relative to the package root) and their mtimes, for bin/berth-oci.js's staleness check.
+const inputs = {};
+for (const file of Object.keys(result.metafile.inputs)) {
+  if (file.includes(':')) continue; // virtual modules (the koffi shim)
+  const abs = join(process.cwd(), file);
+  inputs[relative(root, abs)] = statSync(abs).mtimeMs;
+}
+writeFileSync(join(root, 'dist/berth-oci.inputs.json'), `${JSON.stringify(inputs)}\n`);

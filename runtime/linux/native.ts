@@ -1,8 +1,10 @@
 /**
- * koffi bindings to native/build/libberth.so (native/spawn.c): the clone→execve entry point and
- * the fd-passing helpers Node lacks. The library is found relative to this module so it works
- * from the source tree under tsx (runtime/linux/*.ts → ../../native/build) and from the compiled
- * tree (dist/runtime/linux/*.js → ../../../native/build) and from the berth-oci bundle
+ * Bindings to the C core: native/build/berth.node (native/napi.c, a Node-API addon over spawn.c
+ * and the libc calls of the container lifecycle's hot path; it loads in well under 1 ms where
+ * koffi costs a CLI invocation ~5 ms) or, when the addon is not built (or BERTH_NO_ADDON=1),
+ * koffi over native/build/libberth.so and runtime/linux/libc.ts. Both are found relative to this
+ * module so it works from the source tree under tsx (runtime/linux/*.ts → ../../native/build),
+ * the compiled tree (dist/runtime/linux/*.js → ../../../native/build) and the berth-oci bundle
  * (dist/berth-oci.mjs → ../native/build). Loaded lazily on first use.
  */
 import koffi from 'koffi';
@@ -10,6 +12,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, SyscallError } from '../errors.js';
+import * as L from './libc.js';
 
 export interface NativeLib {
   /** int berth_spawn(cfg, cfglen, out[4] = pid, pidfd, syncfd, fdsock, err, errlen) */
@@ -21,18 +24,64 @@ export interface NativeLib {
   unixConnectSendFd: (path: string, fd: number) => number;
 }
 
+/** The exports of berth.node (protocol at the top of native/napi.c): ints, -errno on failure. */
+interface Addon {
+  spawn: (cfg: Buffer, out: Int32Array, err: Buffer) => number;
+  syncSend: (fd: number, type: number) => number;
+  sendFd: (sock: number, fd: number) => number;
+  recvFd: (sock: number) => number;
+  socketpair: (out: Int32Array) => number;
+  unixConnectSendFd: (path: string, fd: number) => number;
+  mknod: (path: string, mode: number, major: number, minor: number) => number;
+  close: (fd: number) => number;
+  pidfdOpen: (pid: number) => number;
+  pidfdSendSignal: (pidfd: number, sig: number) => number;
+  waitpid: (pid: number, status: Int32Array) => number;
+}
+
 let cached: NativeLib | null = null;
+let addonCache: Addon | null | undefined;
+
+function candidates(file: string): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [resolve(here, '../../native/build', file), resolve(here, '../../../native/build', file), resolve(here, '../native/build', file)];
+}
 
 /** Candidate locations of libberth.so, most specific first. */
 export function libberthCandidates(): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  const list = [resolve(here, '../../native/build/libberth.so'), resolve(here, '../../../native/build/libberth.so'), resolve(here, '../native/build/libberth.so')];
+  const list = candidates('libberth.so');
   if (process.env.BERTH_LIBBERTH) list.unshift(process.env.BERTH_LIBBERTH);
   return list;
 }
 
+/** berth.node, or null when it is not built, disabled (BERTH_NO_ADDON=1) or BERTH_LIBBERTH names a library. */
+function addon(): Addon | null {
+  if (addonCache !== undefined) return addonCache;
+  addonCache = null;
+  if (process.env.BERTH_NO_ADDON === '1' || process.env.BERTH_LIBBERTH) return null;
+  const path = candidates('berth.node').find((p) => existsSync(p));
+  if (!path) return null;
+  const mod = { exports: {} as Addon };
+  process.dlopen(mod, path);
+  addonCache = mod.exports;
+  return addonCache;
+}
+
+/** Which binding serves the calls: 'addon' (berth.node) or 'koffi'. */
+export function nativeBackend(): 'addon' | 'koffi' {
+  return addon() ? 'addon' : 'koffi';
+}
+
 export function native(): NativeLib {
   if (cached) return cached;
+  const a = addon();
+  if (a) {
+    cached = {
+      spawn: (cfg, _len, out, err) => a.spawn(cfg, out, err),
+      syncSend: a.syncSend, sendFd: a.sendFd, recvFd: a.recvFd, socketpair: a.socketpair, unixConnectSendFd: a.unixConnectSendFd,
+    };
+    return cached;
+  }
   const path = libberthCandidates().find((p) => existsSync(p));
   if (!path) {
     throw new BerthError('ENATIVE', `native library libberth.so not found (looked in ${libberthCandidates().join(', ')}); build it with "make -C native"`);
@@ -47,6 +96,53 @@ export function native(): NativeLib {
     unixConnectSendFd: l.func('int berth_unix_connect_send_fd(const char *path, int fd)'),
   } as unknown as NativeLib;
   return cached;
+}
+
+// libc calls of the lifecycle's hot path: the addon when built, else runtime/linux/libc.ts (koffi).
+
+/** mknod(2); throws SyscallError naming the path. */
+export function mknod(path: string, mode: number, major = 0, minor = 0): void {
+  const a = addon();
+  if (!a) return L.mknod(path, mode, major, minor);
+  const rc = a.mknod(path, mode, major, minor);
+  if (rc < 0) throw new SyscallError('mknod', -rc, `create device node ${path}`);
+}
+
+/** close(2), ignoring errors; negative fds are skipped. */
+export function closeFd(fd: number): void {
+  if (fd < 0) return;
+  const a = addon();
+  if (a) a.close(fd);
+  else L.closeFd(fd);
+}
+
+export function pidfdOpen(pid: number): number {
+  const a = addon();
+  if (!a) return L.pidfdOpen(pid);
+  return check(a.pidfdOpen(pid), 'pidfd_open', `open pidfd for ${pid}`);
+}
+
+/** Signal through a pidfd; returns false when the process is already gone (ESRCH). */
+export function pidfdSendSignal(pidfd: number, signal: number): boolean {
+  const a = addon();
+  if (!a) return L.pidfdSendSignal(pidfd, signal);
+  const rc = a.pidfdSendSignal(pidfd, signal);
+  if (rc === 0) return true;
+  if (rc === -3) return false;
+  throw new SyscallError('pidfd_send_signal', -rc, `send signal ${signal}`);
+}
+
+/** Non-blocking waitpid for one known pid. Returns null while it is still running. */
+export function waitpidNohang(pid: number): L.WaitResult | null {
+  const a = addon();
+  if (!a) return L.waitpidNohang(pid);
+  const st = new Int32Array(1);
+  const rc = a.waitpid(pid, st);
+  if (rc === 0) return null;
+  if (rc < 0) throw new SyscallError('waitpid', -rc, `wait for pid ${pid}`);
+  const s = st[0];
+  if ((s & 0x7f) === 0) return { pid: rc, code: (s >> 8) & 0xff, signal: null, coreDumped: false };
+  return { pid: rc, code: null, signal: s & 0x7f, coreDumped: (s & 0x80) !== 0 };
 }
 
 function check(rc: number, syscall: string, context: string): number {

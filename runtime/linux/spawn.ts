@@ -21,8 +21,8 @@
 import net from 'node:net';
 import { closeSync, writeFileSync } from 'node:fs';
 import { BerthError, ConfigError, SpawnError, SyscallError } from '../errors.js';
-import { closeFd, pidfdSendSignal, waitpidNohang, type WaitResult } from './libc.js';
-import { native, recvFd, unixConnectSendFd } from './native.js';
+import type { WaitResult } from './libc.js';
+import { closeFd, native, pidfdSendSignal, recvFd, unixConnectSendFd, waitpidNohang } from './native.js';
 import type { NsKind, SpawnConfig } from './spawn-types.js';
 
 export const CLONE_FLAGS: Record<NsKind, number> = {

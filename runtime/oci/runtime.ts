@@ -23,6 +23,7 @@ import { detectCgroupDriver } from '../cgroups/index.js';
 import { spawnInit, reaper, sendFdToSocket } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
 import * as L from '../linux/libc.js';
+import * as N from '../linux/native.js';
 
 export const DEFAULT_ROOT = '/run/berth-oci';
 
@@ -181,7 +182,7 @@ export class Runtime {
       cgroup.create();
       record.cgroupPaths = cgroup.paths();
       const fifo = join(dir, 'exec.fifo');
-      L.mknod(fifo, L.S_IFIFO | 0o622);
+      N.mknod(fifo, L.S_IFIFO | 0o622);
       chmodSync(fifo, 0o622); // mknod is subject to the umask; the init may run as any user
       const hasCreateHooks = Boolean(spec.hooks?.prestart?.length || spec.hooks?.createRuntime?.length || spec.hooks?.createContainer?.length);
       const extraFds = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
@@ -223,12 +224,12 @@ export class Runtime {
         try {
           sendFdToSocket(opts.consoleSocket, ptyMaster);
         } finally {
-          L.closeFd(ptyMaster);
+          N.closeFd(ptyMaster);
           ptyMaster = -1;
         }
       }
       if (opts.pidFile) writeAtomic(opts.pidFile, String(record.pid), 0o644);
-      L.closeFd(pending.pidfd);
+      N.closeFd(pending.pidfd);
       if (!opts.detached) reaper.watch(record.pid);
       return { record, ptyMaster };
     } catch (e) {
@@ -305,13 +306,13 @@ export class Runtime {
       }
       return;
     }
-    const pidfd = L.pidfdOpen(rec.pid);
+    const pidfd = N.pidfdOpen(rec.pid);
     try {
       // The pidfd pins the process: re-check identity after opening it, then signal race-free.
       if (!initAlive(rec)) throw new ContainerStateError(`container "${id}" is not running`);
-      L.pidfdSendSignal(pidfd, sig);
+      N.pidfdSendSignal(pidfd, sig);
     } finally {
-      L.closeFd(pidfd);
+      N.closeFd(pidfd);
     }
   }
 
@@ -361,10 +362,10 @@ export class Runtime {
       const outcome = await pending.awaitOutcome();
       let ptyMaster = outcome.ptyMaster;
       if (ptyMaster >= 0 && opts.consoleSocket) {
-        try { sendFdToSocket(opts.consoleSocket, ptyMaster); } finally { L.closeFd(ptyMaster); ptyMaster = -1; }
+        try { sendFdToSocket(opts.consoleSocket, ptyMaster); } finally { N.closeFd(ptyMaster); ptyMaster = -1; }
       }
       if (opts.pidFile) writeAtomic(opts.pidFile, String(pending.pid), 0o644);
-      L.closeFd(pending.pidfd);
+      N.closeFd(pending.pidfd);
       const pid = pending.pid;
       if (!opts.detached) reaper.watch(pid);
       return {

@@ -1,0 +1,233 @@
+/*
+ * napi.c: native/build/berth.node, a Node-API addon over spawn.c and the few libc calls on the
+ * container lifecycle's hot path. It exists for start-up time: loading koffi costs a `berth-oci`
+ * invocation ~5 ms, dlopen of this addon well under 1 ms. runtime/linux/native.ts uses it when it
+ * is built and falls back to koffi (libberth.so, runtime/linux/libc.ts) otherwise.
+ *
+ * Protocol: every function takes plain numbers, Buffers, Int32Arrays or strings and returns an
+ * int32: >= 0 on success, -errno on failure (-EINVAL for arguments of the wrong type). Nothing
+ * throws and nothing blocks except what the named syscall does.
+ *
+ *   spawn(cfg: Buffer, out: Int32Array[4], err: Buffer)   berth_spawn (see spawn.h)
+ *   syncSend(fd, type)                                     berth_sync_send
+ *   sendFd(sock, fd) / recvFd(sock)                        SCM_RIGHTS helpers
+ *   socketpair(out: Int32Array[2])                         berth_socketpair
+ *   unixConnectSendFd(path, fd)                            berth_unix_connect_send_fd
+ *   mknod(path, mode, major, minor)                        mknod(2)
+ *   close(fd)                                              close(2)
+ *   pidfdOpen(pid) / pidfdSendSignal(pidfd, sig)           pidfd_open(2) / pidfd_send_signal(2)
+ *   waitpid(pid, status: Int32Array[1])                    waitpid(pid, &status, WNOHANG)
+ *
+ * The Node-API declarations are written out here (they are a stable C ABI, resolved from the
+ * node binary at load time), so building needs no Node headers.
+ */
+#include "spawn.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- Node-API subset (node_api.h / js_native_api.h, NAPI_VERSION 1) ---- */
+typedef struct napi_env__ *napi_env;
+typedef struct napi_value__ *napi_value;
+typedef struct napi_callback_info__ *napi_callback_info;
+typedef int napi_status; /* napi_ok == 0 */
+typedef napi_value (*napi_callback)(napi_env env, napi_callback_info info);
+typedef int napi_typedarray_type; /* napi_int32_array == 5 */
+
+extern napi_status napi_get_cb_info(napi_env, napi_callback_info, size_t *, napi_value *, napi_value *, void **);
+extern napi_status napi_get_value_int32(napi_env, napi_value, int32_t *);
+extern napi_status napi_create_int32(napi_env, int32_t, napi_value *);
+extern napi_status napi_get_buffer_info(napi_env, napi_value, void **, size_t *);
+extern napi_status napi_get_typedarray_info(napi_env, napi_value, napi_typedarray_type *, size_t *, void **, napi_value *, size_t *);
+extern napi_status napi_get_value_string_utf8(napi_env, napi_value, char *, size_t, size_t *);
+extern napi_status napi_create_function(napi_env, const char *, size_t, napi_callback, void *, napi_value *);
+extern napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
+
+#define NAPI_INT32_ARRAY 5
+#define MAXARGS 4
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+struct args {
+	napi_env env;
+	size_t argc;
+	napi_value v[MAXARGS];
+};
+
+static int get_args(napi_env env, napi_callback_info info, struct args *a, size_t want)
+{
+	a->env = env;
+	a->argc = MAXARGS;
+	if (napi_get_cb_info(env, info, &a->argc, a->v, NULL, NULL) != 0 || a->argc < want) return -1;
+	return 0;
+}
+
+static int arg_i32(struct args *a, size_t i, int32_t *out)
+{
+	return napi_get_value_int32(a->env, a->v[i], out) == 0 ? 0 : -1;
+}
+
+static int arg_i32s(struct args *a, size_t i, int32_t **data, size_t *len)
+{
+	napi_typedarray_type t;
+	void *p;
+	if (napi_get_typedarray_info(a->env, a->v[i], &t, len, &p, NULL, NULL) != 0 || t != NAPI_INT32_ARRAY) return -1;
+	*data = p;
+	return 0;
+}
+
+static int arg_buf(struct args *a, size_t i, void **data, size_t *len)
+{
+	return napi_get_buffer_info(a->env, a->v[i], data, len) == 0 ? 0 : -1;
+}
+
+/* A NUL-terminated copy of a JS string argument; fails if it does not fit. */
+static int arg_str(struct args *a, size_t i, char *buf, size_t size)
+{
+	size_t n = 0;
+	if (napi_get_value_string_utf8(a->env, a->v[i], buf, size, &n) != 0 || n >= size - 1) return -1;
+	return strlen(buf) == n ? 0 : -1; /* refuse embedded NULs */
+}
+
+static napi_value ret(napi_env env, int32_t v)
+{
+	napi_value r = NULL;
+	napi_create_int32(env, v, &r);
+	return r;
+}
+
+static napi_value js_spawn(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	void *cfg, *err;
+	size_t cfglen, errlen, outlen;
+	int32_t *out;
+	if (get_args(env, info, &a, 3) || arg_buf(&a, 0, &cfg, &cfglen) || arg_i32s(&a, 1, &out, &outlen) || outlen < 4 ||
+	    arg_buf(&a, 2, &err, &errlen))
+		return ret(env, -EINVAL);
+	return ret(env, berth_spawn(cfg, cfglen, out, err, errlen));
+}
+
+static napi_value js_sync_send(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t fd, type;
+	if (get_args(env, info, &a, 2) || arg_i32(&a, 0, &fd) || arg_i32(&a, 1, &type)) return ret(env, -EINVAL);
+	return ret(env, berth_sync_send(fd, type));
+}
+
+static napi_value js_send_fd(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t sock, fd;
+	if (get_args(env, info, &a, 2) || arg_i32(&a, 0, &sock) || arg_i32(&a, 1, &fd)) return ret(env, -EINVAL);
+	return ret(env, berth_send_fd(sock, fd));
+}
+
+static napi_value js_recv_fd(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t sock;
+	if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &sock)) return ret(env, -EINVAL);
+	return ret(env, berth_recv_fd(sock));
+}
+
+static napi_value js_socketpair(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t *out;
+	size_t n;
+	if (get_args(env, info, &a, 1) || arg_i32s(&a, 0, &out, &n) || n < 2) return ret(env, -EINVAL);
+	return ret(env, berth_socketpair(out));
+}
+
+static napi_value js_unix_connect_send_fd(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	char path[4096];
+	int32_t fd;
+	if (get_args(env, info, &a, 2) || arg_str(&a, 0, path, sizeof path) || arg_i32(&a, 1, &fd)) return ret(env, -EINVAL);
+	return ret(env, berth_unix_connect_send_fd(path, fd));
+}
+
+static napi_value js_mknod(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	char path[4096];
+	int32_t mode, ma, mi;
+	if (get_args(env, info, &a, 4) || arg_str(&a, 0, path, sizeof path) || arg_i32(&a, 1, &mode) || arg_i32(&a, 2, &ma) ||
+	    arg_i32(&a, 3, &mi))
+		return ret(env, -EINVAL);
+	return ret(env, mknod(path, (mode_t)mode, makedev((unsigned)ma, (unsigned)mi)) < 0 ? -errno : 0);
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t fd;
+	if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &fd)) return ret(env, -EINVAL);
+	return ret(env, close(fd) < 0 ? -errno : 0);
+}
+
+static napi_value js_pidfd_open(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t pid;
+	if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &pid)) return ret(env, -EINVAL);
+	long fd = syscall(SYS_pidfd_open, pid, 0);
+	return ret(env, fd < 0 ? -errno : (int32_t)fd);
+}
+
+static napi_value js_pidfd_send_signal(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t pidfd, sig;
+	if (get_args(env, info, &a, 2) || arg_i32(&a, 0, &pidfd) || arg_i32(&a, 1, &sig)) return ret(env, -EINVAL);
+	return ret(env, syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0);
+}
+
+static napi_value js_waitpid(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t pid, *st;
+	size_t n;
+	if (get_args(env, info, &a, 2) || arg_i32(&a, 0, &pid) || arg_i32s(&a, 1, &st, &n) || n < 1) return ret(env, -EINVAL);
+	int status = 0;
+	pid_t r;
+	do r = waitpid(pid, &status, WNOHANG); while (r < 0 && errno == EINTR);
+	if (r < 0) return ret(env, -errno);
+	st[0] = status;
+	return ret(env, r);
+}
+
+static const struct { const char *name; napi_callback fn; } FUNCS[] = {
+	{ "spawn", js_spawn }, { "syncSend", js_sync_send }, { "sendFd", js_send_fd }, { "recvFd", js_recv_fd },
+	{ "socketpair", js_socketpair }, { "unixConnectSendFd", js_unix_connect_send_fd }, { "mknod", js_mknod },
+	{ "close", js_close }, { "pidfdOpen", js_pidfd_open }, { "pidfdSendSignal", js_pidfd_send_signal },
+	{ "waitpid", js_waitpid },
+};
+
+__attribute__((visibility("default"))) int32_t node_api_module_get_api_version_v1(void) { return 1; }
+
+__attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports)
+{
+	for (size_t i = 0; i < sizeof FUNCS / sizeof FUNCS[0]; i++) {
+		napi_value f;
+		if (napi_create_function(env, FUNCS[i].name, (size_t)-1, FUNCS[i].fn, NULL, &f) != 0 ||
+		    napi_set_named_property(env, exports, FUNCS[i].name, f) != 0)
+			return NULL;
+	}
+	return exports;
+}
