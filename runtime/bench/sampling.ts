@@ -66,10 +66,14 @@ export function busyScript(n: number): string {
   return `i=0; while [ $i -lt ${n} ]; do (while :; do :; done) & i=$((i+1)); done; wait`;
 }
 
-/** Host CPU time from /proc/stat's "cpu" line, in seconds (USER_HZ = 100): busy and total. */
-export function hostCpuTimes(): { busy: number; total: number } {
+/**
+ * Host CPU time from /proc/stat's "cpu" line (or "cpu<N>" for one CPU), in seconds
+ * (USER_HZ = 100): busy and total.
+ */
+export function hostCpuTimes(cpu?: string): { busy: number; total: number } {
+  const prefix = cpu === undefined ? 'cpu ' : `cpu${cpu} `;
   try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith('cpu '));
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(prefix));
     const f = (line ?? '').trim().split(/\s+/).slice(1, 9).map(Number);
     const total = f.reduce((a, b) => a + b, 0);
     const idle = (f[3] ?? 0) + (f[4] ?? 0);
