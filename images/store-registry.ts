@@ -25,7 +25,7 @@ export function defaultRegistryFactory(_ref: ImageReference, opts: RegistryOptio
     },
     openBlob: async (r, digest, offset, signal) => {
       const o = await c.openBlob(r, digest, offset, { signal: signal ?? opts.signal });
-      return { body: o.body, offset: o.offset };
+      return { body: o.chunks, offset: o.offset };
     },
     hasBlob: (r, digest) => c.blobExists(r, digest, { push: true }),
     mountBlob: (r, digest, fromPath) => c.mountBlob(r, digest, parseReference(`${r.domain}/${fromPath}`)),

@@ -64,7 +64,13 @@ export interface ManifestResult {
 export interface ManifestHead { mediaType: string; digest?: string; size?: number; headers: Headers }
 
 export interface BlobOpen {
+  /** The body as a Node stream (created on first access; use either body or chunks, not both). */
   body: Readable;
+  /**
+   * The same body read straight from fetch's stream, without the Node stream adapter (which costs
+   * ~50% more CPU per byte); destroy() cancels it.
+   */
+  chunks: AsyncIterable<Uint8Array> & { destroy(): void };
   status: number;
   /** Total blob size (from Content-Length or Content-Range), when the server said. */
   size?: number;
@@ -486,8 +492,16 @@ export class RegistryClient {
       const len = res.headers.get('content-length');
       if (len !== null) size = Number(len);
     }
-    const body = res.body ? Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>) : Readable.from([]);
-    return { body, status: res.status, offset: start, ...(size !== undefined ? { size } : {}) };
+    const web = res.body as import('node:stream/web').ReadableStream<Uint8Array> | null;
+    let body: Readable | null = null;
+    return {
+      get body(): Readable {
+        body ??= web ? Readable.fromWeb(web) : Readable.from([]);
+        return body;
+      },
+      chunks: webChunks(web),
+      status: res.status, offset: start, ...(size !== undefined ? { size } : {}),
+    };
   }
 
   /** Fetch a small blob (config) whole and verify its digest. */
@@ -597,4 +611,33 @@ export class RegistryClient {
 
 function basicHeader(c: Credentials): string {
   return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
+}
+
+/** Iterate a fetch body with its reader (cheaper than Readable.fromWeb); destroy() cancels it. */
+function webChunks(web: import('node:stream/web').ReadableStream<Uint8Array> | null): AsyncIterable<Uint8Array> & { destroy(): void } {
+  let reader: import('node:stream/web').ReadableStreamDefaultReader<Uint8Array> | null = null;
+  let done = false;
+  const cancel = () => {
+    if (done) return;
+    done = true;
+    if (reader) reader.cancel().catch(() => undefined);
+    else web?.cancel().catch(() => undefined);
+  };
+  return {
+    destroy: cancel,
+    async *[Symbol.asyncIterator]() {
+      if (!web || done) return;
+      reader = web.getReader();
+      try {
+        for (;;) {
+          const r = await reader.read();
+          if (r.done) { done = true; return; }
+          yield r.value;
+        }
+      } finally {
+        if (!done) cancel();
+        else reader.releaseLock();
+      }
+    },
+  };
 }
