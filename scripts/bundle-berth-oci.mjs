@@ -1,19 +1,23 @@
 /**
- * Build step (run by `npm run build`): bundle the berth-oci CLI into one ES module,
- * dist/berth-oci.mjs, so that each invocation (Docker and containerd run one per operation) pays
- * one file read and one compile instead of resolving and loading ~30 modules. koffi is replaced
- * by a lazy shim: it is loaded (≈25 ms) only when a koffi binding is first called, which the
- * common commands avoid (native/build/berth.node serves the hot path). bin/berth-oci.js uses the
- * bundle when it exists and none of the sources it was built from (listed with their mtimes in
- * dist/berth-oci.inputs.json) changed since; otherwise it falls back to dist/runtime/cli/berth-oci.js.
+ * Build step (run by `npm run build`): bundle the berth-oci CLI into one CommonJS file,
+ * dist/berth-oci.cjs, because every invocation pays start-up (Docker and containerd run one per
+ * operation): one file to read and compile instead of ~30 ES modules to resolve and link, module
+ * bodies and Node built-ins (child_process, tty, …) evaluated only when a command needs them, and
+ * a V8 code cache (bin/berth-oci.js loads the bundle through vm.Script, writes
+ * dist/berth-oci.cjs.cache after its first run, and reuses it while it matches the bundle).
+ * koffi is replaced by a lazy shim, loaded only if a koffi binding is called (the lifecycle's hot
+ * path uses native/build/berth.node instead).
  *
+ * dist/berth-oci.inputs.json lists the sources with their mtimes: bin/berth-oci.js falls back to
+ * the compiled modules (dist/runtime/cli/berth-oci.js) when any of them changed since.
  * esbuild comes with tsx (a devDependency); when it is missing the step is skipped with a note.
  */
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative } from 'node:path';
-import { statSync, writeFileSync } from 'node:fs';
+import { rmSync, statSync, writeFileSync } from 'node:fs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist/berth-oci.cjs');
 
 let esbuild;
 try {
@@ -26,13 +30,13 @@ try {
 const lazyKoffi = {
   name: 'lazy-koffi',
   setup(build) {
-    build.onResolve({ filter: /^koffi$/ }, () => ({ path: 'koffi', namespace: 'lazy-koffi' }));
+    // The shim's own require('koffi') stays a plain require of the real package.
+    build.onResolve({ filter: /^koffi$/ }, (args) => (args.namespace === 'lazy-koffi' ? { path: 'koffi', external: true } : { path: 'koffi', namespace: 'lazy-koffi' }));
     build.onLoad({ filter: /.*/, namespace: 'lazy-koffi' }, () => ({
       loader: 'js',
       contents: [
-        "import { createRequire } from 'node:module';",
         'let real;',
-        "const load = () => (real ??= createRequire(import.meta.url)('koffi'));",
+        "const load = () => (real ??= require('koffi'));",
         'const koffi = new Proxy({}, { get: (_t, p) => load()[p] });',
         'export default koffi;',
       ].join('\n'),
@@ -40,17 +44,18 @@ const lazyKoffi = {
   },
 };
 
+rmSync(`${out}.cache`, { force: true });
 const result = await esbuild.build({
   entryPoints: [join(root, 'runtime/cli/berth-oci.ts')],
-  outfile: join(root, 'dist/berth-oci.mjs'),
+  outfile: out,
   bundle: true,
   platform: 'node',
-  format: 'esm',
+  format: 'cjs',
   target: 'node20',
   packages: 'external',
   plugins: [lazyKoffi],
-  splitting: false,
-  sourcemap: false,
+  define: { 'import.meta.url': '__bundle_url' },
+  banner: { js: "const __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
@@ -64,3 +69,4 @@ for (const file of Object.keys(result.metafile.inputs)) {
   inputs[relative(root, abs)] = statSync(abs).mtimeMs;
 }
 writeFileSync(join(root, 'dist/berth-oci.inputs.json'), `${JSON.stringify(inputs)}\n`);
+rmSync(join(root, 'dist/berth-oci.mjs'), { force: true }); // the earlier ES-module bundle
