@@ -57,7 +57,7 @@ export type RegistryFactory = (ref: ImageReference, opts: RegistryOptions) => Re
 
 export interface PullOptions extends RegistryOptions {
   platform?: Platform;
-  /** Layers fetched at once, 1–6 (default 3). */
+  /** Layers fetched at once, 1–6 (default 6). */
   concurrency?: number;
   onProgress?: (ev: PullEvent) => void;
 }
@@ -202,7 +202,7 @@ export class ImageStore {
 
   async pull(input: string, opts: PullOptions = {}): Promise<ImageRecord> {
     const ref = parseReference(input);
-    const concurrency = opts.concurrency ?? 3;
+    const concurrency = opts.concurrency ?? 6;
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 6) {
       throw new BerthError('EINVAL', `pull concurrency must be an integer from 1 to 6, not ${concurrency}`);
     }

@@ -93,7 +93,7 @@ export function registerImageCommands(program: Command): void {
     .option('-q, --quiet', 'print only the image reference')
     .option('--creds <user:password>', 'registry credentials (default: docker config)')
     .option('--insecure <host>', 'allow plain http for this registry (repeatable)', collect)
-    .option('--concurrency <n>', 'layers downloaded at once (1-6)', '3')
+    .option('--concurrency <n>', 'layers downloaded at once (1-6)', '6')
     .action(pull);
 
   program.command('push')
@@ -204,7 +204,7 @@ export function registerImageCommands(program: Command): void {
   listCmd(image.command('ls').description('list images'));
   image.command('rm').description('remove images').argument('<image...>').option('-f, --force', 'remove even if used').action(rmi);
   image.command('prune').description('remove dangling images').option('-a, --all', 'remove all images no container uses').option('-f, --force', 'do not prompt').action(prune);
-  image.command('pull').argument('<image>').option('--platform <p>').option('-q, --quiet').option('--creds <c>').option('--insecure <host>', '', collect).option('--concurrency <n>', '', '3').action(pull);
+  image.command('pull').argument('<image>').option('--platform <p>').option('-q, --quiet').option('--creds <c>').option('--insecure <host>', '', collect).option('--concurrency <n>', '', '6').action(pull);
 
   if (!program.commands.some((c) => c.name() === 'inspect')) {
     program.command('inspect').description('show details of images (and other objects) as JSON').argument('<name...>').action(inspect);
