@@ -17,6 +17,9 @@
  *   close(fd)                                              close(2)
  *   pidfdOpen(pid) / pidfdSendSignal(pidfd, sig)           pidfd_open(2) / pidfd_send_signal(2)
  *   waitpid(pid, status: Int32Array[1])                    waitpid(pid, &status, WNOHANG)
+ *   zygoteSocketpair(out: Int32Array[2])                   berth_zygote_socketpair
+ *   zygoteSpawn(sock, cfg: Buffer, fds: Int32Array,        berth_zygote_spawn (see spawn.h)
+ *               out: Int32Array[5], err: Buffer)
  *
  * The Node-API declarations are written out here (they are a stable C ABI, resolved from the
  * node binary at load time), so building needs no Node headers.
@@ -51,7 +54,7 @@ extern napi_status napi_create_function(napi_env, const char *, size_t, napi_cal
 extern napi_status napi_set_named_property(napi_env, napi_value, const char *, napi_value);
 
 #define NAPI_INT32_ARRAY 5
-#define MAXARGS 4
+#define MAXARGS 5
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -212,11 +215,32 @@ static napi_value js_waitpid(napi_env env, napi_callback_info info)
 	return ret(env, r);
 }
 
+static napi_value js_zygote_socketpair(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t *out;
+	size_t n;
+	if (get_args(env, info, &a, 1) || arg_i32s(&a, 0, &out, &n) || n < 2) return ret(env, -EINVAL);
+	return ret(env, berth_zygote_socketpair(out));
+}
+
+static napi_value js_zygote_spawn(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t sock, *fds, *out;
+	void *cfg, *err;
+	size_t cfglen, nfds, outlen, errlen;
+	if (get_args(env, info, &a, 5) || arg_i32(&a, 0, &sock) || arg_buf(&a, 1, &cfg, &cfglen) || arg_i32s(&a, 2, &fds, &nfds) ||
+	    arg_i32s(&a, 3, &out, &outlen) || outlen < 5 || arg_buf(&a, 4, &err, &errlen))
+		return ret(env, -EINVAL);
+	return ret(env, berth_zygote_spawn(sock, cfg, cfglen, fds, (uint32_t)nfds, out, err, errlen));
+}
+
 static const struct { const char *name; napi_callback fn; } FUNCS[] = {
 	{ "spawn", js_spawn }, { "syncSend", js_sync_send }, { "sendFd", js_send_fd }, { "recvFd", js_recv_fd },
 	{ "socketpair", js_socketpair }, { "unixConnectSendFd", js_unix_connect_send_fd }, { "mknod", js_mknod },
 	{ "close", js_close }, { "pidfdOpen", js_pidfd_open }, { "pidfdSendSignal", js_pidfd_send_signal },
-	{ "waitpid", js_waitpid },
+	{ "waitpid", js_waitpid }, { "zygoteSocketpair", js_zygote_socketpair }, { "zygoteSpawn", js_zygote_spawn },
 };
 
 __attribute__((visibility("default"))) int32_t node_api_module_get_api_version_v1(void) { return 1; }

@@ -93,6 +93,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -1052,7 +1053,12 @@ static uint32_t ns_flag_ok(uint32_t f)
 	}
 }
 
-int berth_spawn(const uint8_t *cfg, size_t cfglen, int32_t *out, char *err, size_t errlen)
+/*
+ * berth_spawn, optionally for a zygote: fds (when not NULL) replace the config's stdio/extra fds
+ * that are >= 0, in order (stdio[0..2] then extra[]), and the init is cloned with CLONE_PARENT so
+ * it becomes the child of the zygote's parent.
+ */
+static int spawn_impl(const uint8_t *cfg, size_t cfglen, const int *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen)
 {
 	int rc = 0, sync_sv[2] = { -1, -1 }, fd_sv[2] = { -1, -1 }, saved_pidns = -1;
 	struct config *c = calloc(1, sizeof *c);
@@ -1061,6 +1067,17 @@ int berth_spawn(const uint8_t *cfg, size_t cfglen, int32_t *out, char *err, size
 	const char *bad = decode(c, cfg, cfglen);
 	if (bad) { rc = set_err(err, errlen, EINVAL, "spawn config: ", bad, NULL); goto out; }
 	if (c->nargs == 0) { rc = set_err(err, errlen, EINVAL, "spawn config: args is empty", NULL, NULL); goto out; }
+	if (fds) {
+		uint32_t k = 0;
+		for (uint32_t i = 0; i < 3 + c->nextra; i++) {
+			int32_t *slot = i < 3 ? &c->stdio[i] : &c->extra[i - 3];
+			if (*slot < 0) continue;
+			if (k >= nfds) break;
+			*slot = fds[k++];
+		}
+		if (k != nfds) { rc = set_err(err, errlen, EINVAL, "zygote: the fds sent do not match the config's stdio and extra fds", NULL, NULL); goto out; }
+		c->clone_parent = 1;
+	}
 
 	for (uint32_t i = 0; i < c->nns; i++) {
 		struct ns_entry *n = &c->ns[i];
@@ -1139,6 +1156,138 @@ out:
 	if (c->fifo_fd >= 0) close(c->fifo_fd);
 	free_config(c);
 	return rc;
+}
+
+int berth_spawn(const uint8_t *cfg, size_t cfglen, int32_t *out, char *err, size_t errlen)
+{
+	return spawn_impl(cfg, cfglen, NULL, 0, out, err, errlen);
+}
+
+/* ---- zygote: a small process that clones inits (see the protocol in spawn.h) ---- */
+
+#define ZYGOTE_ERRLEN 1024
+struct zygote_reply { int32_t rc, pid; char err[ZYGOTE_ERRLEN]; };
+
+static void zygote_close_fds(struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+		int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		int fds[BERTH_ZYGOTE_MAX_FDS];
+		if (n > BERTH_ZYGOTE_MAX_FDS) n = BERTH_ZYGOTE_MAX_FDS;
+		memcpy(fds, CMSG_DATA(cm), (size_t)n * sizeof(int));
+		for (int i = 0; i < n; i++) close(fds[i]);
+	}
+}
+
+int berth_zygote_serve(int sock)
+{
+	size_t cap = 1u << 20;
+	uint8_t *buf = malloc(cap);
+	if (!buf) return -ENOMEM;
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * BERTH_ZYGOTE_MAX_FDS)]; } ctl;
+	for (;;) {
+		struct iovec iov = { buf, cap };
+		struct msghdr mh;
+		memset(&mh, 0, sizeof mh);
+		mh.msg_iov = &iov; mh.msg_iovlen = 1;
+		mh.msg_control = ctl.b; mh.msg_controllen = sizeof ctl.b;
+		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR) continue;
+		if (n <= 0) { free(buf); return n == 0 ? 0 : -errno; } /* parent gone */
+		struct zygote_reply r;
+		memset(&r, 0, sizeof r);
+		int32_t out[4] = { -1, -1, -1, -1 };
+		int fds[BERTH_ZYGOTE_MAX_FDS];
+		uint32_t nfds = 0;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			nfds = (uint32_t)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (nfds > BERTH_ZYGOTE_MAX_FDS) nfds = BERTH_ZYGOTE_MAX_FDS;
+			memcpy(fds, CMSG_DATA(cm), nfds * sizeof(int));
+		}
+		if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) r.rc = set_err(r.err, sizeof r.err, EMSGSIZE, "zygote: request too large", NULL, NULL);
+		else r.rc = spawn_impl(buf, (size_t)n, fds, nfds, out, r.err, sizeof r.err);
+		zygote_close_fds(&mh);
+		r.pid = out[0];
+		struct iovec riov = { &r, sizeof r };
+		union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * 3)]; } rctl;
+		struct msghdr rh;
+		memset(&rh, 0, sizeof rh);
+		memset(&rctl, 0, sizeof rctl);
+		rh.msg_iov = &riov; rh.msg_iovlen = 1;
+		if (r.rc == 0) {
+			rh.msg_control = rctl.b; rh.msg_controllen = sizeof rctl.b;
+			struct cmsghdr *rc = CMSG_FIRSTHDR(&rh);
+			rc->cmsg_level = SOL_SOCKET; rc->cmsg_type = SCM_RIGHTS; rc->cmsg_len = CMSG_LEN(sizeof(int) * 3);
+			int give[3] = { out[1], out[2], out[3] };
+			memcpy(CMSG_DATA(rc), give, sizeof give);
+		}
+		ssize_t w;
+		do w = sendmsg(sock, &rh, MSG_NOSIGNAL); while (w < 0 && errno == EINTR);
+		if (r.rc == 0) for (int i = 1; i < 4; i++) close(out[i]);
+		if (w < 0) { free(buf); return -errno; }
+	}
+}
+
+int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen)
+{
+	out[4] = 1; /* transport failure unless a reply arrives */
+	if (nfds > BERTH_ZYGOTE_MAX_FDS) return -E2BIG;
+	struct iovec iov = { (void *)cfg, cfglen };
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * BERTH_ZYGOTE_MAX_FDS)]; } ctl;
+	struct msghdr mh;
+	memset(&mh, 0, sizeof mh);
+	memset(&ctl, 0, sizeof ctl);
+	mh.msg_iov = &iov; mh.msg_iovlen = 1;
+	if (nfds) {
+		mh.msg_control = ctl.b; mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET; cm->cmsg_type = SCM_RIGHTS; cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	ssize_t n;
+	do n = sendmsg(sock, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+	if (n < 0) return -errno;
+	struct zygote_reply r;
+	struct iovec riov = { &r, sizeof r };
+	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * 3)]; } rctl;
+	struct msghdr rh;
+	memset(&rh, 0, sizeof rh);
+	rh.msg_iov = &riov; rh.msg_iovlen = 1;
+	rh.msg_control = rctl.b; rh.msg_controllen = sizeof rctl.b;
+	do n = recvmsg(sock, &rh, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
+	if (n < 0) return -errno;
+	if (n != (ssize_t)sizeof r) { zygote_close_fds(&rh); return -EPIPE; }
+	out[4] = 0;
+	if (r.rc < 0) {
+		zygote_close_fds(&rh);
+		size_t i = 0;
+		for (; errlen && i < errlen - 1 && i < ZYGOTE_ERRLEN && r.err[i]; i++) err[i] = r.err[i];
+		if (errlen) err[i] = 0;
+		return r.rc;
+	}
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&rh);
+	if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int) * 3)) {
+		zygote_close_fds(&rh);
+		out[4] = 1;
+		return -EPROTO;
+	}
+	int got[3];
+	memcpy(got, CMSG_DATA(cm), sizeof got);
+	out[0] = r.pid; out[1] = got[0]; out[2] = got[1]; out[3] = got[2];
+	return 0;
+}
+
+int berth_zygote_socketpair(int32_t *fds)
+{
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+	/* The parent's end: a zygote that stopped answering must not hang the caller forever. */
+	struct timeval tv = { 10, 0 };
+	if (setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0) { int e = errno; close(sv[0]); close(sv[1]); return -e; }
+	fds[0] = sv[0]; fds[1] = sv[1];
+	return 0;
 }
 
 int berth_sync_send(int syncfd, int type)

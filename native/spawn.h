@@ -52,4 +52,23 @@ int berth_recv_fd(int sock);                    /* fd (O_CLOEXEC) or -errno */
 int berth_socketpair(int32_t *fds);             /* AF_UNIX SOCK_STREAM|SOCK_CLOEXEC; 0 or -errno */
 int berth_unix_connect_send_fd(const char *path, int fd); /* runc --console-socket; 0 or -errno */
 
+/*
+ * Zygote (native/zygote.c, started once by runtime/linux/zygote.ts): a small process that clones
+ * container inits for a big parent (Node), so clone() copies its page tables instead of Node's.
+ * Over an AF_UNIX SOCK_SEQPACKET pair (berth_zygote_socketpair):
+ *   request  parent -> zygote  payload: an encoded config; SCM_RIGHTS: the fds that replace the
+ *                              config's stdio/extra fds >= 0, in order (at most BERTH_ZYGOTE_MAX_FDS)
+ *   reply    zygote -> parent  payload: i32 rc (0 or -errno), i32 pid, char err[1024];
+ *                              SCM_RIGHTS when rc == 0: pidfd, sync socket, fd socket
+ * The zygote clones with CLONE_PARENT: the init is the parent's child (waitpid, SIGCHLD).
+ * berth_zygote_spawn does one exchange (blocking; the zygote answers right after clone) and fills
+ * out[0..3] as berth_spawn does; out[4] is 1 when the zygote could not be reached (the caller
+ * should spawn directly) and 0 when rc is the zygote's answer. berth_zygote_serve runs the loop;
+ * it returns 0 when the parent closes its end.
+ */
+#define BERTH_ZYGOTE_MAX_FDS 250
+int berth_zygote_socketpair(int32_t *fds);     /* AF_UNIX SOCK_SEQPACKET|SOCK_CLOEXEC, fds[0] with a 10 s SO_RCVTIMEO; 0 or -errno */
+int berth_zygote_serve(int sock);
+int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen);
+
 #endif

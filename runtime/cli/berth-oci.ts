@@ -167,7 +167,8 @@ async function runCommand(cmd: string, c: Parsed, root: string, log: Logger, usa
     return 0;
   }
   const { Runtime } = await import('../oci/runtime.js');
-  const rt = new Runtime({ root, warn: (m) => log.write('warning', m) });
+  // One spawn per invocation: starting the spawn zygote would cost more than it saves.
+  const rt = new Runtime({ root, warn: (m) => log.write('warning', m), zygote: false });
   switch (cmd) {
     case 'create': {
       const id = needId(c.rest, usage);

@@ -37,6 +37,18 @@ interface Addon {
   pidfdOpen: (pid: number) => number;
   pidfdSendSignal: (pidfd: number, sig: number) => number;
   waitpid: (pid: number, status: Int32Array) => number;
+  zygoteSocketpair: (out: Int32Array) => number;
+  zygoteSpawn: (sock: number, cfg: Buffer, fds: Int32Array, out: Int32Array, err: Buffer) => number;
+}
+
+/** The zygote calls of the addon (protocol in native/spawn.h), or null without the addon. */
+export function zygoteBindings(): Pick<Addon, 'zygoteSocketpair' | 'zygoteSpawn'> | null {
+  return addon();
+}
+
+/** native/build/berth-zygote, or null when it is not built. */
+export function zygoteBinary(): string | null {
+  return candidates('berth-zygote').find((p) => existsSync(p)) ?? null;
 }
 
 let cached: NativeLib | null = null;

@@ -19,11 +19,13 @@
  * pid is pending so Node stays alive until it has reaped).
  */
 import net from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import { closeSync, writeFileSync } from 'node:fs';
 import { BerthError, ConfigError, SpawnError, SyscallError } from '../errors.js';
 import type { WaitResult } from './libc.js';
 import { closeFd, native, pidfdSendSignal, recvFd, unixConnectSendFd, waitpidNohang } from './native.js';
 import type { NsKind, SpawnConfig } from './spawn-types.js';
+import { zygoteSpawn } from './zygote.js';
 
 export const CLONE_FLAGS: Record<NsKind, number> = {
   mount: 0x00020000,
@@ -434,11 +436,27 @@ export class PendingInit {
   }
 }
 
+export interface SpawnOptions {
+  /**
+   * Clone through the spawn zygote (runtime/linux/zygote.ts) when it can be used: cheaper for a
+   * long-lived Node process, a waste for one that spawns once. Ignored for cfg.cloneParent.
+   */
+  zygote?: boolean;
+}
+
 /**
  * Clone the container init (synchronous: the C side returns as soon as clone() does). The child
  * waits for go(). Throws SpawnError('spawn', errno, message) when nothing could be started.
  */
-export function spawnInit(cfg: SpawnConfig): PendingInit {
+export function spawnInit(cfg: SpawnConfig, opts: SpawnOptions = {}): PendingInit {
+  if (opts.zygote && !cfg.cloneParent) {
+    // The zygote's working directory need not be ours: make the host paths absolute.
+    const abs = (p: string) => (p ? resolvePath(p) : p);
+    const zcfg: SpawnConfig = { ...cfg, execFifo: abs(cfg.execFifo), namespaces: cfg.namespaces.map((n) => (n.path ? { ...n, path: abs(n.path) } : n)) };
+    const fds = [...zcfg.stdio, ...zcfg.extraFds].filter((fd) => fd >= 0);
+    const z = zygoteSpawn(encodeSpawnConfig(zcfg), fds);
+    if (z) return new PendingInit(z.pid, z.pidfd, z.syncFd, z.fdSock, true);
+  }
   const buf = encodeSpawnConfig(cfg);
   const out = new Int32Array(4);
   const err = Buffer.alloc(1024);

@@ -32,6 +32,11 @@ export interface RuntimeOptions {
   cgroupDriver?: CgroupDriver;
   /** Called with warnings that do not fail an operation (poststop hook failures, ...). */
   warn?: (msg: string) => void;
+  /**
+   * Clone non-detached inits through the spawn zygote (runtime/linux/zygote.ts): default true,
+   * right for long-lived users (engine, agent, bench); a CLI that spawns once passes false.
+   */
+  zygote?: boolean;
 }
 
 export interface CreateOptions {
@@ -110,11 +115,13 @@ export class Runtime {
   readonly root: string;
   private driverCache: CgroupDriver | undefined;
   private readonly warn: (msg: string) => void;
+  private readonly zygote: boolean;
 
   constructor(opts: RuntimeOptions = {}) {
     this.root = opts.root ?? DEFAULT_ROOT;
     this.driverCache = opts.cgroupDriver;
     this.warn = opts.warn ?? ((m) => process.stderr.write(`warning: ${m}\n`));
+    this.zygote = opts.zygote ?? true;
   }
 
   get cgroups(): CgroupDriver {
@@ -190,7 +197,7 @@ export class Runtime {
         rootfs, cgroupPaths: record.cgroupPaths, cgroupVersion: this.cgroups.version, noPivot: opts.noPivot,
         execFifo: fifo, stdio: opts.stdio ?? [0, 1, 2], extraFds, cloneParent: opts.detached ?? false, hookPause: hasCreateHooks,
       });
-      pending = spawnInit(cfg);
+      pending = spawnInit(cfg, { zygote: this.zygote });
       // The child needs its cgroup before GO only when it unshares a cgroup namespace, and its id
       // maps only for a new user namespace. Otherwise let it do its mounts while we program the
       // cgroup: it cannot exec before `start`, and it is in the cgroup before create returns.
@@ -354,7 +361,7 @@ export class Runtime {
       extraFds: Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i),
       execFifo: '', cloneParent: opts.detached ?? false, parentDeathSignal: 0, hookPause: false,
     };
-    const pending = spawnInit(cfg);
+    const pending = spawnInit(cfg, { zygote: this.zygote });
     try {
       const cg = this.cgroupOf(rec);
       if (cg) cg.addProcess(pending.pid);
