@@ -7,7 +7,7 @@
 //    written by the first runs (and whenever V8 rejects it); its header names the bundle's size
 //    and mtime, so a cache made for another build is never used.
 //  - create/run/exec start a no-op cgroup migration at once (see warmCgroupMigration).
-import { readFileSync, renameSync, statSync, writeFile, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, renameSync, statSync, write, writeFileSync } from 'node:fs';
 import { createRequire, Module } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
@@ -49,7 +49,12 @@ function warmCgroupMigration() {
   } catch {
     return;
   }
-  if (file) writeFile(file, String(process.pid), { flag: 'r+' }, () => {});
+  if (!file) return;
+  // Open here and write on the threadpool: one job, queued now (fs.writeFile would queue the
+  // write only after the open's callback, i.e. once the synchronous start-up below is over).
+  let fd;
+  try { fd = openSync(file, constants.O_WRONLY); } catch { return; }
+  write(fd, String(process.pid), () => closeSync(fd));
 }
 
 /**
