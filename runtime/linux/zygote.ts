@@ -10,7 +10,8 @@
  * too many fds, the zygote died) zygoteSpawn returns null and the caller clones directly.
  * The zygote dies with us (PDEATHSIG, and EOF on its socket); it never keeps Node alive.
  */
-import { spawn as spawnProcess, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { SpawnError } from '../errors.js';
 import { closeFd, zygoteBinary, zygoteBindings } from './native.js';
 
@@ -38,7 +39,10 @@ function start(): Running | null {
   if (b.zygoteSocketpair(sv) < 0) return null;
   let child: ChildProcess;
   try {
-    child = spawnProcess(bin, [], { stdio: ['ignore', 'ignore', 'inherit', sv[1]] });
+    // node:child_process is required here, not imported: processes that never start a zygote
+    // (berth-oci) do not pay for loading it.
+    const { spawn } = createRequire(import.meta.url)('node:child_process') as typeof import('node:child_process');
+    child = spawn(bin, [], { stdio: ['ignore', 'ignore', 'inherit', sv[1]] });
   } catch {
     closeFd(sv[0]);
     closeFd(sv[1]);

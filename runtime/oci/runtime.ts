@@ -10,14 +10,13 @@ import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, ex
 import { join } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
 import { BerthError } from '../errors.js';
-import type { Spec, Process, LinuxResources, OciState, NamespaceType } from './spec.js';
+import type { Spec, Process, LinuxResources, OciState, NamespaceType, Hook } from './spec.js';
 import { loadBundle, validateProcess } from './validate.js';
 import { planInit, planProcess, cgroupResources } from './plan.js';
 import {
   ContainerRecord, ensureRoot, containerDir, saveRecord, loadRecord, listIds, removeContainerDir,
   readProcStat, initAlive, ociState, writeAtomic, checkId,
 } from './state.js';
-import { runHooks, runHooksBestEffort } from './hooks.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from '../cgroups/types.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
 import { spawnInit, reaper, sendFdToSocket } from '../linux/spawn.js';
@@ -110,6 +109,13 @@ function exitInfo(code: number | null, signal: number | null, oomKilled: boolean
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** hooks.ts (and node:child_process with it) is loaded only for specs that have hooks. */
+async function hooksBestEffort(kind: string, hooks: Hook[] | undefined, state: OciState): Promise<string[]> {
+  if (!hooks?.length) return [];
+  const { runHooksBestEffort } = await import('./hooks.js');
+  return runHooksBestEffort(kind, hooks, state);
+}
 
 export class Runtime {
   readonly root: string;
@@ -218,6 +224,7 @@ export class Runtime {
       for (const ns of spec.linux?.namespaces ?? []) record.namespacePaths[ns.type] = ns.path ?? `/proc/${pending.pid}/ns/${NS_FILE[ns.type]}`;
       if (outcome.kind === 'hooks') {
         const st = ociState(record, 'creating');
+        const { runHooks } = await import('./hooks.js');
         await runHooks('prestart', spec.hooks?.prestart, st);
         await runHooks('createRuntime', spec.hooks?.createRuntime, st);
         await runHooks('createContainer', spec.hooks?.createContainer, st);
@@ -270,7 +277,7 @@ export class Runtime {
     const fifo = join(containerDir(this.root, id), 'exec.fifo');
     await takeStartSignal(fifo, rec);
     try { unlinkSync(fifo); } catch { /* already gone */ }
-    for (const w of await runHooksBestEffort('poststart', rec.config.hooks?.poststart, ociState(rec, 'running'))) this.warn(w);
+    for (const w of await hooksBestEffort('poststart', rec.config.hooks?.poststart, ociState(rec, 'running'))) this.warn(w);
   }
 
   async run(id: string, opts: CreateOptions): Promise<Created> {
@@ -339,7 +346,7 @@ export class Runtime {
     }
     if (cg) await cg.destroy();
     if (rec.pid) {
-      for (const w of await runHooksBestEffort('poststop', rec.config.hooks?.poststop, ociState(rec, 'stopped'))) this.warn(w);
+      for (const w of await hooksBestEffort('poststop', rec.config.hooks?.poststop, ociState(rec, 'stopped'))) this.warn(w);
     }
     reaper.forget(rec.pid);
     removeContainerDir(this.root, id);

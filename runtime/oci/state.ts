@@ -3,7 +3,7 @@
  * the container is "created". The init's start time (field 22 of /proc/<pid>/stat) is recorded
  * and checked before every signal, so a recycled pid is never mistaken for our init.
  */
-import { readFileSync, writeFileSync, renameSync, mkdirSync, rmSync, existsSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, writeFileSync, renameSync, mkdirSync, rmSync, rmdirSync, unlinkSync, existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthError, NotFoundError } from '../errors.js';
 import type { Spec, OciState } from './spec.js';
@@ -72,7 +72,17 @@ export function listIds(root: string): string[] {
 }
 
 export function removeContainerDir(root: string, id: string): void {
-  rmSync(containerDir(root, id), { recursive: true, force: true });
+  const dir = containerDir(root, id);
+  // Usual content: unlink it and rmdir (no recursive walk). Anything else (a temp file left by a
+  // crash): the recursive removal.
+  for (const f of ['exec.fifo', 'state.json']) {
+    try { unlinkSync(join(dir, f)); } catch { /* absent */ }
+  }
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 export function ensureRoot(root: string): void {
