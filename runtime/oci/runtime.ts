@@ -217,11 +217,14 @@ export class Runtime {
         this.writeIdMaps(spec, pending.pid);
         pending.go();
       }
-      let outcome = await pending.awaitOutcome();
+      // Record the init while it sets itself up (the write overlaps with its mounts): its pid and
+      // start time are final from clone on. A failure below still removes the whole directory.
       const procStat = readProcStat(pending.pid);
       record.pid = pending.pid;
       record.initStartTime = procStat?.startTime ?? '0';
       for (const ns of spec.linux?.namespaces ?? []) record.namespacePaths[ns.type] = ns.path ?? `/proc/${pending.pid}/ns/${NS_FILE[ns.type]}`;
+      saveRecord(this.root, record);
+      let outcome = await pending.awaitOutcome();
       if (outcome.kind === 'hooks') {
         const st = ociState(record, 'creating');
         const { runHooks } = await import('./hooks.js');
@@ -232,7 +235,6 @@ export class Runtime {
         outcome = await pending.awaitOutcome();
       }
       if (outcome.kind !== 'ready') throw new BerthError('ESPAWN', `container init did not stop at the exec fifo (got ${outcome.kind})`);
-      saveRecord(this.root, record);
       let ptyMaster = outcome.ptyMaster;
       if (ptyMaster >= 0 && opts.consoleSocket) {
         try {
