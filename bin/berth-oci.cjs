@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// berth-oci. Start-up is most of a runc-style call, so this entry point is built for it:
+//  - it runs the one-file bundle dist/berth-oci.cjs (scripts/bundle-berth-oci.mjs, run by
+//    `npm run build`) unless a source it was built from changed since (dist/berth-oci.inputs.json
+//    lists them with their mtimes); then it runs the compiled modules in dist/runtime/.
+//  - the bundle is compiled through vm.Script with a V8 code cache, dist/berth-oci.cjs.cache,
+//    written by the first runs (and whenever V8 rejects it); its header names the bundle's size
+//    and mtime, so a cache made for another build is never used.
+//  - create/run/exec start a no-op cgroup migration at once (see warmCgroupMigration).
+//  - it is CommonJS: an ES-module entry point costs Node's ESM loader, ~4 ms per call here.
+//    bin/berth-oci.js is a symlink to this file (Node runs the real path, so as CommonJS).
+'use strict';
+/* global require, __dirname */
+/* eslint-disable @typescript-eslint/no-require-imports -- a CommonJS entry point on purpose (above) */
+const { closeSync, constants, openSync, readFileSync, renameSync, statSync, write, writeFileSync } = require('node:fs');
+const { createRequire, Module } = require('node:module');
+const { join } = require('node:path');
+const vm = require('node:vm');
+
+const root = join(__dirname, '..') + '/';
+const dist = `${root}dist/`;
+const bundle = `${dist}berth-oci.cjs`;
+const cacheFile = `${bundle}.cache`;
+
+function bundleStat() {
+  let st, inputs;
+  try {
+    st = statSync(bundle);
+    inputs = JSON.parse(readFileSync(`${dist}berth-oci.inputs.json`, 'utf8'));
+  } catch {
+    return null;
+  }
+  for (const [file, mtime] of Object.entries(inputs)) {
+    let now;
+    try { now = statSync(root + file).mtimeMs; } catch { continue; } // sources not shipped
+    if (now !== mtime) return null;
+  }
+  return st;
+}
+
+// The first cgroup migration after a quiet spell waits for an RCU grace period (the kernel's
+// cgroup_threadgroup_rwsem; 5-20 ms on this host), later ones within ~10 ms do not. create, run
+// and exec move the new process into its cgroup, so start a no-op migration now (this process
+// into the cgroup it is already in, on the threadpool) and let that wait overlap with loading.
+// Errors (no cgroupfs, read-only cgroupfs, a v2 inner node) are ignored: it is only a head start.
+function warmCgroupMigration() {
+  let file;
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
+    const v1 = lines.find((l) => l.split(':')[1] === 'pids');
+    const v2 = lines.find((l) => l.startsWith('0::'));
+    if (v1) file = `/sys/fs/cgroup/pids${v1.split(':')[2]}/cgroup.procs`.replace('//', '/');
+    else if (v2) file = `/sys/fs/cgroup${v2.slice(3)}/cgroup.procs`.replace('//', '/');
+  } catch {
+    return;
+  }
+  if (!file) return;
+  // Open here and write on the threadpool: one job, queued now (fs.writeFile would queue the
+  // write only after the open's callback, i.e. once the synchronous start-up below is over).
+  let fd;
+  try { fd = openSync(file, constants.O_WRONLY); } catch { return; }
+  write(fd, String(process.pid), () => closeSync(fd));
+}
+
+/**
+ * Compile and run the CommonJS bundle with the code cache; returns its exports and a cache writer.
+ * The cache's first line is "<bundle size>:<bundle mtime>:<generation>". V8's cache holds every
+ * function compiled in the process, those it came with included, so it is rewritten after each
+ * of the first CACHE_GENERATIONS runs: it collects the functions of the commands that ran.
+ */
+const CACHE_GENERATIONS = 8;
+function loadBundle(st) {
+  const id = `${st.size}:${st.mtimeMs}`;
+  let cachedData;
+  let gen = 0;
+  try {
+    const c = readFileSync(cacheFile);
+    const nl = c.indexOf(10);
+    const [size, mtime, g] = c.subarray(0, nl).toString().split(':');
+    if (`${size}:${mtime}` === id) {
+      cachedData = c.subarray(nl + 1);
+      gen = Number(g) || 0;
+    }
+  } catch { /* no cache yet */ }
+  const script = new vm.Script(Module.wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData });
+  const mod = { exports: {} };
+  script.runInThisContext()(mod.exports, createRequire(bundle), mod, bundle, dist);
+  const saveCache = () => {
+    if (cachedData && !script.cachedDataRejected && gen >= CACHE_GENERATIONS) return;
+    const next = cachedData && !script.cachedDataRejected ? gen + 1 : 1;
+    try {
+      const tmp = `${cacheFile}.tmp-${process.pid}`;
+      writeFileSync(tmp, Buffer.concat([Buffer.from(`${id}:${next}\n`), script.createCachedData()]));
+      renameSync(tmp, cacheFile);
+    } catch { /* read-only install: run without a cache */ }
+  };
+  return { main: mod.exports.main, saveCache };
+}
+
+async function run() {
+  const argv = process.argv.slice(2);
+  if (argv.some((a) => a === 'create' || a === 'run' || a === 'exec')) warmCgroupMigration();
+  const st = bundleStat();
+  if (st) {
+    const { main, saveCache } = loadBundle(st);
+    process.exitCode = await main(argv);
+    saveCache();
+  } else {
+    const { main } = await import('../dist/runtime/cli/berth-oci.js');
+    process.exitCode = await main(argv);
+  }
+}
+
+run().catch((e) => {
+  process.stderr.write(`berth-oci: ${e && e.stack ? e.stack : e}\n`);
+  process.exitCode = 1;
+});
