@@ -36,6 +36,8 @@ function children(): number[] {
     if (!/^\d+$/.test(p)) continue;
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      // The spawn zygote (runtime/linux/zygote.ts) lives as long as this process, by design.
+      if (stat.includes('(berth-zygote)')) continue;
       if (stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] === me) out.push(Number(p));
     } catch { /* gone */ }
   }

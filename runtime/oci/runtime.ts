@@ -350,6 +350,9 @@ export class Runtime {
     if (rec.pid) {
       for (const w of await hooksBestEffort('poststop', rec.config.hooks?.poststop, ociState(rec, 'stopped'))) this.warn(w);
     }
+    // An init that is our child must be reaped before we stop tracking it, or it stays a zombie
+    // of this process forever (the bench and the agent live long). A non-child answers ECHILD.
+    if (rec.pid && !rec.detached) await Promise.race([reaper.wait(rec.pid).catch(() => undefined), sleep(2000)]);
     reaper.forget(rec.pid);
     removeContainerDir(this.root, id);
   }
