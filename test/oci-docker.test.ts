@@ -18,7 +18,8 @@ const BERTH_OCI = join(import.meta.dirname, '..', 'bin', 'berth-oci.js');
 const DOCKERD = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
 const dir = mkdtempSync(join(tmpdir(), 'berth-docker-'));
 const sock = join(dir, 'docker.sock');
-const cgroupParent = `berth-docker-${process.pid}`;
+// Absolute: a relative parent would land under berth-oci's default parent (/berth).
+const cgroupParent = `/berth-docker-${process.pid}`;
 let daemon: ChildProcess | undefined;
 let reg: TestRegistry | undefined;
 let image = '';
@@ -56,7 +57,7 @@ t.teardown(async () => {
     if (mp && mp.startsWith(dir)) spawnSync('umount', ['-l', mp]);
   }
   rmSync(dir, { recursive: true, force: true });
-  for (const h of readdirSync('/sys/fs/cgroup')) removeCgroupTree(`/sys/fs/cgroup/${h}/${cgroupParent}`);
+  for (const h of readdirSync('/sys/fs/cgroup')) removeCgroupTree(`/sys/fs/cgroup/${h}${cgroupParent}`);
 });
 
 t.test('docker run --rm --runtime berth: output, pid 1, default caps, exit code, tty', async (t) => {
