@@ -27,7 +27,12 @@
  * | --terminal                | container has a pty (config.json process.terminal must be true)   |
  * | --stdin                   | keep stdin open (pipe, or the pty) for attach clients             |
  * | --start                   | run `<runtime> start` right after create (else wait for ctl start)|
- * | --keep                    | do not run `<runtime> delete` after the container exits           |
+ * | --keep                    | do not run `<runtime> delete` after the container exits for good  |
+ * |                           | (the engine deletes in-process; restarts still delete first)      |
+ * | --external-start          | the first ctl `start` only records the start: the caller starts   |
+ * |                           | the container itself (in-process); restarts run `<runtime> start` |
+ * | --handoff-fd N            | the engine creates the init itself (below); N: unix stream socket |
+ * | --zygote PATH             | berth-zygote binary for --handoff-fd                              |
  * | --restart POLICY          | no | on-failure[:N] | always (backoff 100 ms doubling, max 10 s)   |
  *
  * RUNTIME COMMANDS (argv: <runtime> <runtime-args...> <verb> ...)
@@ -35,13 +40,21 @@
  * | start ID                                             | stderr captured in a memfd for the error text  |
  * | delete [--force] ID                                  | after exit (unless --keep); --force on failure  |
  *
+ * HANDOFF (--handoff-fd N, first create only; restarts use `<runtime> create`): the monitor starts
+ * PATH (berth-zygote) as its child over a SOCK_SEQPACKET pair and sends on N, one fd per message
+ * (SCM_RIGHTS, 1 byte): the zygote's socket, then without --terminal the init's stdin (pipe, or
+ * /dev/null), stdout and stderr pipe ends. The engine clones the init through that zygote (so the
+ * init is the monitor's child), and replies on N: with --terminal first the pty master (SCM_RIGHTS),
+ * then "<pid>\n". EOF instead means the engine's create failed: the monitor reports an error and exits.
+ *
  * SYNC FD (JSON lines, monitor -> engine; closed after "started", "error", or "created" without --start)
  * | {"event":"created","pid":N}                 | create succeeded, init is waiting for start |
  * | {"event":"started","pid":N}                 | start succeeded                              |
  * | {"event":"error","stage":S,"message":M}     | S = args|setup|create|start; the monitor exits 1 |
  *
  * CONTROL SOCKET (one request line, one JSON reply line per connection)
- * | start      | {"ok":true,"pid":N} or {"ok":false,"error":M}                         |
+ * | start      | {"ok":true,"pid":N} or {"ok":false,"error":M}; with --external-start the  |
+ * |            | caller starts the container right after this reply (first start only)  |
  * | status     | {"ok":true,"state":"created|running|restarting|stopped","pid":N,"restarts":N} |
  * | norestart  | {"ok":true} — disable the restart policy (send before stopping)       |
  *
@@ -101,7 +114,8 @@ struct opts {
   const char *runtime, *id, *bundle, *exit_file, *log, *ctl, *attach;
   char pid_file[4096], console[108];
   const char *rt_args[MAX_RT_ARGS];
-  int n_rt_args, sync_fd, terminal, stdin_open, start, keep;
+  int n_rt_args, sync_fd, terminal, stdin_open, start, keep, external_start, handoff_fd;
+  const char *zygote;
   long long log_max;
   enum restart_policy restart;
   int restart_max; /* on-failure:N; 0 = unlimited */
@@ -121,7 +135,7 @@ struct client {
   unsigned char buf[5 + FRAME_MAX];
 };
 
-static struct opts O = { .sync_fd = -1 };
+static struct opts O = { .sync_fd = -1, .handoff_fd = -1 };
 static struct stream out_s = { .fd = -1, .frame_type = 1, .name = "stdout" };
 static struct stream err_s = { .fd = -1, .frame_type = 2, .name = "stderr" };
 static struct client clients[MAX_CLIENTS];
@@ -585,7 +599,8 @@ static void recent_check(void);
 
 static int do_start(void) {
   const char *argv[] = { "start", O.id, NULL };
-  if (runtime_simple(argv) < 0) return -1;
+  if (O.external_start) O.external_start = 0; /* the caller starts it; later restarts are ours */
+  else if (runtime_simple(argv) < 0) return -1;
   clock_gettime(CLOCK_REALTIME, &started_at);
   st = ST_RUNNING;
   recent_check();
@@ -649,7 +664,7 @@ static void init_exited(int status) {
   int restart = should_restart(status);
   last_oom = oom_killed(); /* before delete removes the cgroup */
   last_status = status;
-  if (!O.keep) runtime_delete(0);
+  if (!O.keep || restart) runtime_delete(0);
   write_exit_file(status, 1, restart);
   if (restart) {
     clock_gettime(CLOCK_MONOTONIC, &backoff_until);
@@ -766,7 +781,8 @@ static int parse_args(int argc, char **argv) {
     { "console-socket", required_argument, 0, 'C' }, { "sync-fd", required_argument, 0, 'S' },
     { "terminal", no_argument, 0, 't' }, { "stdin", no_argument, 0, 'I' },
     { "start", no_argument, 0, 's' }, { "keep", no_argument, 0, 'k' },
-    { "restart", required_argument, 0, 'P' }, { 0, 0, 0, 0 },
+    { "restart", required_argument, 0, 'P' }, { "external-start", no_argument, 0, 'X' },
+    { "handoff-fd", required_argument, 0, 'H' }, { "zygote", required_argument, 0, 'Z' }, { 0, 0, 0, 0 },
   };
   int c;
   char *end;
@@ -801,6 +817,13 @@ static int parse_args(int argc, char **argv) {
     case 'I': O.stdin_open = 1; break;
     case 's': O.start = 1; break;
     case 'k': O.keep = 1; break;
+    case 'X': O.external_start = 1; break;
+    case 'H':
+      O.handoff_fd = (int)strtol(optarg, &end, 10);
+      if (*end || O.handoff_fd < 3) { O.handoff_fd = -1; errf("--handoff-fd %s: want an fd number >= 3", optarg); return -1; }
+      fcntl(O.handoff_fd, F_SETFD, FD_CLOEXEC);
+      break;
+    case 'Z': O.zygote = optarg; break;
     case 'P':
       if (parse_restart(optarg) < 0) { errf("--restart %s: want no, on-failure[:N] or always", optarg); return -1; }
       break;
@@ -809,6 +832,8 @@ static int parse_args(int argc, char **argv) {
   }
   if (optind != argc) { errf("unexpected argument %s", argv[optind]); return -1; }
   if (!O.runtime || !O.id || !O.bundle || !O.exit_file) { errf("--runtime, --id, --bundle and --exit-file are required"); return -1; }
+  if (O.handoff_fd >= 0 && !O.zygote) { errf("--handoff-fd needs --zygote"); return -1; }
+  if (O.start && O.external_start) { errf("--start and --external-start exclude each other"); return -1; }
   if (!O.pid_file[0]) snprintf(O.pid_file, sizeof O.pid_file, "%s.pid", O.exit_file);
   if (!O.console[0]) snprintf(O.console, sizeof O.console, "/tmp/berth-console-%d.sock", getpid());
   return 0;
@@ -863,8 +888,91 @@ static void cleanup(void) {
   unlink(O.pid_file);
 }
 
+/* ---------- handoff: the engine creates the init through our zygote ---------- */
+
+static int send_one_fd(int sock, int fd) {
+  char byte = 0;
+  struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+  union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+  struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+  ssize_t n;
+  do n = sendmsg(sock, &msg, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+  return n == 1 ? 0 : -1;
+}
+
+/* Start the zygote, hand its socket and the stdio ends to the engine, adopt the init it made. */
+static int do_handoff(void) {
+  int sv[2] = { -1, -1 }, devnull = -1, rc = -1;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) { errf("socketpair for the zygote: %s", strerror(errno)); return -1; }
+  struct timeval tv = { .tv_sec = 10 };
+  setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  pid_t z = fork();
+  if (z < 0) { errf("fork for the zygote: %s", strerror(errno)); goto out; }
+  if (z == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (dup2(sv[1], 3) < 0) _exit(127);
+    closefrom(4);
+    execl(O.zygote, O.zygote, (char *)NULL);
+    _exit(127);
+  }
+  close_fd(&sv[1]);
+  if (send_one_fd(O.handoff_fd, sv[0]) < 0) { errf("hand the zygote socket to the engine: %s", strerror(errno)); goto out; }
+  close_fd(&sv[0]);
+  if (!O.terminal) {
+    if (!O.stdin_open && (devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) { errf("open /dev/null: %s", strerror(errno)); goto out; }
+    if (send_one_fd(O.handoff_fd, O.stdin_open ? in_r : devnull) < 0 || send_one_fd(O.handoff_fd, out_w) < 0 || send_one_fd(O.handoff_fd, err_w) < 0) {
+      errf("hand the stdio pipes to the engine: %s", strerror(errno));
+      goto out;
+    }
+  }
+  struct pollfd pfd = { .fd = O.handoff_fd, .events = POLLIN };
+  if (O.terminal) {
+    if (poll(&pfd, 1, 30000) <= 0) { errf("the engine sent no pty master"); goto out; }
+    char byte;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf };
+    ssize_t n = recvmsg(O.handoff_fd, &msg, MSG_CMSG_CLOEXEC);
+    struct cmsghdr *cm = n == 1 ? CMSG_FIRSTHDR(&msg) : NULL;
+    if (!cm || cm->cmsg_type != SCM_RIGHTS || cm->cmsg_len != CMSG_LEN(sizeof(int))) { errf("the engine's create failed (no pty master)"); goto out; }
+    memcpy(&out_s.fd, CMSG_DATA(cm), sizeof(int));
+    set_nonblock(out_s.fd);
+  }
+  char line[32];
+  size_t got = 0;
+  while (got + 1 < sizeof line && !memchr(line, '\n', got)) {
+    if (poll(&pfd, 1, 30000) <= 0) { errf("the engine did not report the init's pid"); goto out; }
+    ssize_t n = read(O.handoff_fd, line + got, sizeof line - 1 - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  line[got] = 0;
+  int pid = atoi(line);
+  if (pid <= 0) { errf("the engine's create failed"); goto out; }
+  init_pid = pid;
+  find_mem_cgroup(pid);
+  st = ST_CREATED;
+  rc = 0;
+out:
+  close_fd(&sv[0]);
+  close_fd(&sv[1]);
+  close_fd(&devnull);
+  close_fd(&O.handoff_fd);
+  if (rc < 0 && O.terminal) close_fd(&out_s.fd);
+  return rc;
+}
+
 static int create_and_start(int report) {
-  if (do_create() < 0) {
+  if (O.handoff_fd >= 0 ? do_handoff() : do_create()) {
     if (report) sync_error("create", last_error);
     return -1;
   }

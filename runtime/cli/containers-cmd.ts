@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { openSync, closeSync } from 'node:fs';
 import tty from 'node:tty';
 import { BerthError } from '../errors.js';
-import { Engine, type CreateOptions } from '../engine/engine.js';
+import { Engine, trace, type CreateOptions } from '../engine/engine.js';
 import { attach, monitorAlive, type AttachSession } from '../engine/monitor.js';
 import { followLogs, readLogs, formatLine } from '../engine/logs.js';
 import type { ContainerRecord } from '../engine/store.js';
@@ -123,6 +123,7 @@ async function runAttached(e: Engine, rec: ContainerRecord): Promise<number> {
       });
       if (rec.tty && process.stdout.isTTY) session.resize(process.stdout.rows, process.stdout.columns);
     },
+    attached: true,
   });
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -131,6 +132,7 @@ async function runAttached(e: Engine, rec: ContainerRecord): Promise<number> {
   if (rec.tty && process.stdout.isTTY) process.stdout.on('resize', onResize);
   try {
     await (session as AttachSession | null)?.done;
+    trace('attach: exit frame');
     const done = await e.wait(rec.id);
     return done.exitCode ?? 0;
   } finally {
@@ -156,7 +158,9 @@ export function registerContainerCommands(program: Command): void {
     .argument('<image>').argument('[command...]')
     .passThroughOptions()
     .action(async (image: string, args: string[], f: RunFlags, cmd: Command) => {
+      trace('cli: run action');
       await withEngine(cmd, async (e) => {
+        trace('cli: engine open');
         if (f.detach && f.rm === undefined) { /* docker allows -d --rm: removed when it exits (on the next berth call) */ }
         const rec = await e.create(toCreate(image, args, f));
         if (f.detach) {

@@ -14,6 +14,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
 import { BerthError, ConfigError, NotFoundError } from '../errors.js';
 import { ImageStore } from '../../images/store.js';
 import { parsePlatform } from '../../images/manifest.js';
@@ -98,6 +99,12 @@ export interface ExecOptions {
 
 const RESTART_RE = /^(no|always|unless-stopped|on-failure(:\d+)?)$/;
 
+const TRACE = process.env.BERTH_TRACE === '1';
+/** BERTH_TRACE=1: one stderr line per lifecycle stage, ms since the process started. */
+export function trace(stage: string): void {
+  if (TRACE) process.stderr.write(`[berth] ${performance.now().toFixed(1)} ms ${stage}\n`);
+}
+
 function here(): string { return dirname(fileURLToPath(import.meta.url)); }
 
 function findUp(rels: string[]): string | null {
@@ -111,6 +118,11 @@ export function defaultRuntimePath(): string {
   const p = findUp(['../../bin/berth-oci.js', '../../../bin/berth-oci.js']);
   if (!p) throw new BerthError('ENORUNTIME', 'bin/berth-oci.js not found; set BERTH_RUNTIME');
   return p;
+}
+
+/** Whether the monitor's runtime is berth-oci, whose state the engine's Runtime shares. */
+function isBerthOci(path: string): boolean {
+  return /(^|\/)berth-oci(\.c?js)?$/.test(path);
 }
 
 /** native/build/berth-init (the --init reaper), or $BERTH_INIT. */
@@ -314,6 +326,7 @@ export class Engine {
 
   /** `berth create`: everything but the process. Nothing is left behind on failure. */
   async create(o: CreateOptions): Promise<ContainerRecord> {
+    trace('create: begin');
     const p = this.parseOptions(o);
     if (o.name && this.containers.nameTaken(o.name)) {
       const holder = this.containers.resolve(o.name);
@@ -321,6 +334,7 @@ export class Engine {
     }
     const imageId = await this.resolveImage(o);
     const rf = await this.images.rootfsFor(imageId);
+    trace('create: image resolved');
     const cfg: ImageRunConfig = rf.config.config ?? {};
     const id = ContainerStore.newId();
     const name = o.name ?? this.containers.generateName();
@@ -405,6 +419,7 @@ export class Engine {
       this.images.addImageUse(imageId, id);
       undo.push(() => this.images.removeImageUse(imageId, id));
       this.containers.save(rec);
+      trace('create: done');
       return rec;
     } catch (e) {
       for (const u of undo.reverse()) { try { u(); } catch { /* keep undoing */ } }
@@ -434,7 +449,7 @@ export class Engine {
    * Start a created or exited container: monitor (created) → network → `beforeStart` (attach)
    * → start. On failure everything started is torn down again.
    */
-  async start(ref: string | ContainerRecord, opts: { beforeStart?: (rec: ContainerRecord) => Promise<void> } = {}): Promise<ContainerRecord> {
+  async start(ref: string | ContainerRecord, opts: { beforeStart?: (rec: ContainerRecord) => Promise<void>; attached?: boolean } = {}): Promise<ContainerRecord> {
     let rec = typeof ref === 'string' ? this.get(ref) : ref;
     if (rec.status === 'running') return rec;
     if (rec.resourcesUp && rec.monitorPid > 0) { await this.cleanup(rec); rec = this.containers.load(rec.id) ?? rec; }
@@ -462,10 +477,17 @@ export class Engine {
     rec.resourcesUp = true;
     rec.error = null;
     this.containers.save(rec);
+    trace('start: bundle ready');
+    // With berth-oci the engine starts the container (and, when it waits for the exit itself, deletes
+    // it) in-process through Runtime: no berth-oci process on those steps. Other runtimes
+    // (runc in tests) and the monitor's restarts go through the runtime's CLI.
+    const runtimePath = this.runtimePath ?? defaultRuntimePath();
+    const inProcess = isBerthOci(runtimePath);
     let handle;
     try {
       handle = await startMonitor({
-        runtime: this.runtimePath ?? defaultRuntimePath(), runtimeArgs: ['--root', join(this.state, 'runtime')],
+        externalStart: inProcess, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
+        runtime: runtimePath, runtimeArgs: ['--root', join(this.state, 'runtime')],
         id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
         logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),
         consoleSocket: join(sdir, 'console.sock'), terminal: rec.tty, stdin: rec.stdinOpen, start: false,
@@ -475,6 +497,7 @@ export class Engine {
       await this.cleanup(rec).catch(() => {});
       throw new BerthError('ESTART', `cannot start container ${rec.name}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     }
+    trace('start: monitor reports created');
     rec.monitorPid = handle.monitorPid;
     rec.pid = handle.initPid;
     this.containers.save(rec);
@@ -500,14 +523,18 @@ export class Engine {
         spec.linux!.namespaces = ns;
         atomicWrite(specPath, JSON.stringify(spec, null, 2));
       }
+      trace('start: network up');
       if (opts.beforeStart) await opts.beforeStart(rec);
+      trace('start: attached');
       rec.pid = await startContainer(this.ctlSocket(rec.id));
+      if (inProcess) await this.runtime.start(rec.id);
     } catch (e) {
       try { this.runtime.kill(rec.id, 'SIGKILL'); } catch { /* already gone */ }
       await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs: 10000 }).catch(() => {});
       await this.cleanup(rec).catch(() => {});
       throw e;
     }
+    trace('start: started');
     rec.status = 'running';
     rec.startedAt = new Date().toISOString();
     rec.finishedAt = null;
@@ -531,6 +558,7 @@ export class Engine {
 
   /** Tear down what a started container holds (idempotent); records its exit. */
   async cleanup(rec: ContainerRecord): Promise<void> {
+    trace('cleanup: begin');
     const ex = readExitStatus(this.exitFile(rec.id));
     if (ex) this.applyExit(rec, ex);
     else if (rec.status !== 'created' || rec.monitorPid > 0) {
@@ -539,18 +567,23 @@ export class Engine {
       rec.finishedAt ??= new Date().toISOString();
       if (!rec.error && rec.monitorPid > 0) rec.error = 'the container monitor died';
     }
-    // runtime state and the init process, when the monitor could not clean them
+    // The CNI DEL (plugin processes, the slow part) runs while the rest is torn down here.
+    const nsFile = this.netnsFile(rec.id);
+    const network = rec.network !== 'none' && rec.network !== 'host'
+      ? this.networks.disconnect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports }).catch(() => {})
+      : Promise.resolve();
+    // runtime state and the init process (the engine deletes in-process; or the monitor could not)
     try { await this.runtime.delete(rec.id, true); } catch { /* not there */ }
+    trace('cleanup: runtime deleted');
     try {
       const cg = detectCgroupDriver().open(this.cgroupsPath(rec.id));
       if (cg.exists()) await cg.destroy();
     } catch { /* nothing there */ }
-    const nsFile = this.netnsFile(rec.id);
-    if (rec.network !== 'none' && rec.network !== 'host') {
-      await this.networks.disconnect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports }).catch(() => {});
-    }
-    removeNetns(nsFile);
     this.unmountRootfs(rec.id);
+    trace('cleanup: unmounted');
+    await network;
+    trace('cleanup: network down');
+    removeNetns(nsFile);
     rmSync(this.sdir(rec.id), { recursive: true, force: true });
     rec.ip = null;
     rec.resourcesUp = false;
@@ -569,7 +602,9 @@ export class Engine {
         if (monitorAlive(rec.monitorPid)) throw e;
       });
     }
+    trace('wait: exited');
     if (rec.resourcesUp) await this.cleanup(rec);
+    trace('wait: cleaned up');
     return this.refresh(rec);
   }
 
@@ -614,10 +649,11 @@ export class Engine {
       try { this.runtime.kill(rec.id, 'SIGKILL', true); } catch { /* gone */ }
       await waitForExit(this.exitFile(rec.id), rec.monitorPid, { timeoutMs: 15000, pollMs: 25 }).catch(() => {});
     }
-    await this.cleanup(rec);
+    if (rec.resourcesUp) await this.cleanup(rec);
     this.unmountRootfs(rec.id);
     try { this.images.removeImageUse(rec.imageId, rec.id); } catch { /* image gone */ }
     this.containers.remove(rec);
+    trace('rm: done');
     if (o.volumes || rec.autoRemove) {
       for (const v of rec.anonVolumes) { try { this.volumes.remove(v, this.volumeUsers(v)); } catch { /* in use elsewhere */ } }
     }

@@ -5,11 +5,20 @@
  * the top of native/monitor.c.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync, writeSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BerthError, ConfigError } from '../errors.js';
+import { recvFd, sendFd, socketpair, zygoteBinary } from '../linux/native.js';
+
+/** What the monitor hands the engine for an in-process create (MonitorOptions.handoff). */
+export interface Handoff {
+  /** The monitor's spawn zygote: inits cloned through it are the monitor's children. */
+  zygoteSocket: number;
+  /** The init's stdin/stdout/stderr (the monitor's pipe ends); null with a terminal. */
+  stdio: [number, number, number] | null;
+}
 
 /** The monitor failed to start the container; message carries the runtime's own error text. */
 export class MonitorError extends BerthError {
@@ -49,11 +58,22 @@ export interface MonitorOptions {
   stdin?: boolean;
   /** Run `<runtime> start` right after create; false = wait for startContainer(). */
   start?: boolean;
-  /** Do not `<runtime> delete` the container after it exits. */
+  /** Do not `<runtime> delete` the container after it exits for good (restarts still delete first). */
   keep?: boolean;
+  /**
+   * The caller starts the container itself (Runtime.start, in-process) right after
+   * startContainer() returns; the monitor only records the start. Restarts still run `<runtime> start`.
+   */
+  externalStart?: boolean;
   restart?: RestartPolicy;
   /** Path of berth-monitor; default native/build/berth-monitor (or $BERTH_MONITOR). */
   monitorPath?: string;
+  /**
+   * Create the init in-process instead of `<runtime> create`: called with the monitor's zygote
+   * socket and stdio ends (closed afterwards); returns the init's pid and, with a terminal, its
+   * pty master (handed to the monitor, then closed here). A throw fails the start with that error.
+   */
+  handoff?: (h: Handoff) => Promise<{ pid: number; ptyMaster: number }>;
   /** How long to wait for created/started before giving up (default 30 s). */
   timeoutMs?: number;
 }
@@ -117,6 +137,10 @@ function monitorArgs(o: MonitorOptions): string[] {
   if (o.stdin) a.push('--stdin');
   if (o.start) a.push('--start');
   if (o.keep) a.push('--keep');
+  if (o.externalStart) {
+    if (o.start) throw new ConfigError('externalStart', 'excludes start: the monitor would start the container itself');
+    a.push('--external-start');
+  }
   if (o.restart) a.push('--restart', o.restart);
   return a;
 }
@@ -130,8 +154,21 @@ interface SyncEvent { event: 'created' | 'started' | 'error'; pid?: number; stag
 export async function startMonitor(opts: MonitorOptions): Promise<MonitorHandle> {
   const args = monitorArgs(opts);
   const bin = opts.monitorPath ?? monitorBinary();
+  let ours = -1, theirs = -1;
+  if (opts.handoff) {
+    const zygote = zygoteBinary();
+    if (!zygote) throw new BerthError('ENOZYGOTE', 'native/build/berth-zygote is not built: run `make -C native`');
+    [ours, theirs] = socketpair();
+    args.push('--handoff-fd', '4', '--zygote', zygote);
+  }
+  let handoffError: Error | null = null;
   return await new Promise<MonitorHandle>((resolve, reject) => {
-    const child = spawn(bin, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe'] });
+    let child: ReturnType<typeof spawn>;
+    try {
+      child = spawn(bin, args, { detached: true, stdio: ['ignore', 'ignore', 'ignore', 'pipe', ...(theirs >= 0 ? [theirs] : [])] });
+    } finally {
+      if (theirs >= 0) closeSync(theirs);
+    }
     const sync = child.stdio[3] as Socket;
     let buf = '';
     let initPid = 0;
@@ -142,7 +179,7 @@ export async function startMonitor(opts: MonitorOptions): Promise<MonitorHandle>
       clearTimeout(timer);
       sync.destroy();
       child.unref();
-      if (err) reject(err);
+      if (err) reject(handoffError ?? err);
       else resolve({ monitorPid: child.pid ?? 0, initPid, started });
     };
     const timer = setTimeout(() => {
@@ -163,11 +200,36 @@ export async function startMonitor(opts: MonitorOptions): Promise<MonitorHandle>
       }
     });
     sync.on('error', () => { /* reported through close/exit */ });
+    if (opts.handoff && child.pid) void runHandoff(ours, !!opts.terminal, opts.handoff).catch((e: Error) => { handoffError = e; });
+    else if (ours >= 0) closeSync(ours);
     sync.on('close', () => {
       // Give 'exit' a moment so a failing monitor's status is known.
       setTimeout(() => finish(new MonitorError('monitor', `monitor for ${opts.id} exited before reporting (exit ${child.exitCode ?? child.signalCode ?? 'unknown'})`)), 50);
     });
   });
+}
+
+/** The engine's half of --handoff-fd (protocol in native/monitor.c); always closes sock. */
+async function runHandoff(sock: number, terminal: boolean, create: NonNullable<MonitorOptions['handoff']>): Promise<void> {
+  const fds: number[] = [];
+  try {
+    let zygoteSocket: number;
+    try {
+      zygoteSocket = recvFd(sock);
+      fds.push(zygoteSocket);
+      if (!terminal) for (let i = 0; i < 3; i++) fds.push(recvFd(sock));
+    } catch {
+      return; // the monitor failed before handing over: it reports why on the sync fd
+    }
+    const r = await create({ zygoteSocket, stdio: terminal ? null : [fds[1], fds[2], fds[3]] });
+    if (r.ptyMaster >= 0) {
+      try { sendFd(sock, r.ptyMaster); } finally { closeSync(r.ptyMaster); }
+    }
+    writeSync(sock, `${r.pid}\n`);
+  } finally {
+    for (const fd of fds) { try { closeSync(fd); } catch { /* closed */ } }
+    closeSync(sock);
+  }
 }
 
 /** Send one control request and parse the JSON reply. */
@@ -238,15 +300,20 @@ export function monitorAlive(pid: number): boolean {
   }
 }
 
-/** Wait until the exit record is final (not "restarting") and the monitor is gone. */
+/**
+ * Wait until the exit record is final (not "restarting") and the monitor is gone. Checks start
+ * 1 ms apart and back off to pollMs, so an exit that is about to happen is seen at once.
+ */
 export async function waitForExit(exitFile: string, monitorPid: number, opts: { timeoutMs?: number; pollMs?: number } = {}): Promise<ExitRecord> {
   const deadline = Date.now() + (opts.timeoutMs ?? 60000);
+  let delay = 1;
   for (;;) {
     const r = readExitStatus(exitFile);
     if (r && !r.restarting && !monitorAlive(monitorPid)) return r;
     if (!r && !monitorAlive(monitorPid)) throw new MonitorError('exit', `monitor ${monitorPid} died without writing ${exitFile}`);
     if (Date.now() > deadline) throw new MonitorError('timeout', `container did not exit within ${opts.timeoutMs ?? 60000} ms`);
-    await new Promise((r) => setTimeout(r, opts.pollMs ?? 20));
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, opts.pollMs ?? 20);
   }
 }
 
