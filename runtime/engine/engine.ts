@@ -26,7 +26,7 @@ import { NetworkStore, parsePortSpec, type PortMapping } from '../network/networ
 import { bindNetns, removeNetns, writeHostsFile, writeResolvConf, type HostEntry } from '../network/netns.js';
 import {
   disableRestart, exitCodeOf, monitorAlive, readExitStatus, startContainer, startMonitor, waitForExit,
-  type ExitRecord, type RestartPolicy,
+  type ExitRecord, type Handoff, type RestartPolicy,
 } from './monitor.js';
 import {
   buildSpec, mergeEnv, normalizeSignal, parseEnvFile, parseResources, parseTmpfs, parseUlimit, parseVolumeSpec,
@@ -483,10 +483,23 @@ export class Engine {
     // (runc in tests) and the monitor's restarts go through the runtime's CLI.
     const runtimePath = this.runtimePath ?? defaultRuntimePath();
     const inProcess = isBerthOci(runtimePath);
+    // The first create in-process as well: the monitor starts a spawn zygote as its child and
+    // hands it over, so the init we clone through it is the monitor's child (BERTH_CLI_CREATE=1:
+    // the monitor runs `berth-oci create` instead).
+    const handoff = inProcess && process.env.BERTH_CLI_CREATE !== '1'
+      ? async (h: Handoff): Promise<{ pid: number; ptyMaster: number }> => {
+        trace('start: monitor handed over');
+        const c = await this.runtime.create(rec.id, {
+          bundle, spec, zygoteSocket: h.zygoteSocket, stdio: h.stdio ?? [-1, -1, -1], pidFile: join(sdir, 'init.pid'),
+        });
+        trace('start: init created');
+        return { pid: c.record.pid, ptyMaster: c.ptyMaster };
+      }
+      : undefined;
     let handle;
     try {
       handle = await startMonitor({
-        externalStart: inProcess, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
+        externalStart: inProcess, handoff, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
         runtime: runtimePath, runtimeArgs: ['--root', join(this.state, 'runtime')],
         id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
         logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),

@@ -7,9 +7,9 @@
  */
 import net from 'node:net';
 import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, chmodSync, constants as fsConstants } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
-import { BerthError } from '../errors.js';
+import { BerthError, SpawnError } from '../errors.js';
 import type { Spec, Process, LinuxResources, OciState, NamespaceType, Hook } from './spec.js';
 import { loadBundle, validateProcess } from './validate.js';
 import { planInit, planProcess, cgroupResources } from './plan.js';
@@ -19,7 +19,7 @@ import {
 } from './state.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from '../cgroups/types.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
-import { spawnInit, reaper, sendFdToSocket } from '../linux/spawn.js';
+import { spawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
 import * as L from '../linux/libc.js';
 import * as N from '../linux/native.js';
@@ -54,6 +54,27 @@ export interface CreateOptions {
    * shim/monitor that called us reaps it. false (in-process users): the init is our child and wait() works.
    */
   detached?: boolean;
+  /**
+   * Clone the init through this spawn-zygote socket (protocol in native/spawn.h) instead of our
+   * own: the init becomes the child of the zygote's parent (e.g. berth-monitor, which hands its
+   * zygote to the engine), so it is recorded as detached, as with `detached: true`.
+   */
+  zygoteSocket?: number;
+}
+
+/** spawnInit through someone else's zygote (CreateOptions.zygoteSocket); the init is not our child. */
+function spawnViaZygote(sock: number, cfg: SpawnConfig): PendingInit {
+  const b = N.zygoteBindings();
+  if (!b) throw new BerthError('ENATIVE', 'native/build/berth.node is not built: run `make -C native`');
+  const abs = (p: string) => (p ? resolvePath(p) : p);
+  const zcfg: SpawnConfig = { ...cfg, cloneParent: false, execFifo: abs(cfg.execFifo), namespaces: cfg.namespaces.map((n) => (n.path ? { ...n, path: abs(n.path) } : n)) };
+  const fds = [...zcfg.stdio, ...zcfg.extraFds].filter((fd) => fd >= 0);
+  const out = new Int32Array(5);
+  const err = Buffer.alloc(1024);
+  const rc = b.zygoteSpawn(sock, encodeSpawnConfig(zcfg), Int32Array.from(fds), out, err);
+  if (out[4] === 1) throw new SpawnError('spawn', -rc || 32, 'the spawn zygote did not answer');
+  if (rc < 0) throw new SpawnError('spawn', -rc, err.subarray(0, Math.max(0, err.indexOf(0))).toString('utf8') || 'berth_spawn failed');
+  return new PendingInit(out[0], out[1], out[2], out[3], false);
 }
 
 export interface ExitInfo {
@@ -181,14 +202,14 @@ export class Runtime {
       throw e;
     }
     let cgroup: Cgroup | null = null;
-    let pending: ReturnType<typeof spawnInit> | null = null;
+    let pending: PendingInit | null = null;
     try {
       const { bundle, spec, rootfs } = loadBundle(opts.bundle, opts.spec);
       const cgroupPath = spec.linux?.cgroupsPath || id;
       cgroup = this.cgroups.open(cgroupPath);
       const record: ContainerRecord = {
         id, bundle, rootfs, pid: 0, initStartTime: '0', created: new Date().toISOString(), cgroupPath: cgroup.path,
-        cgroupPaths: {}, cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: userInfo().username, detached: opts.detached ?? false,
+        cgroupPaths: {}, cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: userInfo().username, detached: opts.detached === true || opts.zygoteSocket !== undefined,
       };
       // Recorded before anything is made, so an interrupted create can be cleaned up by delete.
       saveRecord(this.root, record);
@@ -203,7 +224,7 @@ export class Runtime {
         rootfs, cgroupPaths: record.cgroupPaths, cgroupVersion: this.cgroups.version, noPivot: opts.noPivot,
         execFifo: fifo, stdio: opts.stdio ?? [0, 1, 2], extraFds, cloneParent: opts.detached ?? false, hookPause: hasCreateHooks,
       });
-      pending = spawnInit(cfg, { zygote: this.zygote });
+      pending = opts.zygoteSocket !== undefined ? spawnViaZygote(opts.zygoteSocket, cfg) : spawnInit(cfg, { zygote: this.zygote });
       // The child needs its cgroup before GO only when it unshares a cgroup namespace, and its id
       // maps only for a new user namespace. Otherwise let it do its mounts while we program the
       // cgroup: it cannot exec before `start`, and it is in the cgroup before create returns.
@@ -246,7 +267,7 @@ export class Runtime {
       }
       if (opts.pidFile) writeAtomic(opts.pidFile, String(record.pid), 0o644);
       N.closeFd(pending.pidfd);
-      if (!opts.detached) reaper.watch(record.pid);
+      if (!record.detached) reaper.watch(record.pid);
       return { record, ptyMaster };
     } catch (e) {
       if (pending) {
