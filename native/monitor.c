@@ -906,9 +906,44 @@ static int send_one_fd(int sock, int fd) {
   return n == 1 ? 0 : -1;
 }
 
+/*
+ * The engine's cgroup migration of the init would wait for an RCU grace period (cgroup v1's
+ * cgroup_threadgroup_rwsem: 12-18 ms here) unless another migration ended less than about one
+ * grace period before. While we wait for the engine's create, migrate ourselves into our own pids
+ * cgroup (a no-op) every few ms to keep that lock warm. Returns an fd, or -1 (then we just wait).
+ */
+static int warm_cgroup_fd(void) {
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (!f) return -1;
+  char line[4096], path[4200] = "";
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2) continue;
+    *c2 = 0;
+    if (strcmp(c1 + 1, "pids") == 0) { snprintf(path, sizeof path, "/sys/fs/cgroup/pids%s/cgroup.procs", c2 + 1); break; }
+    if (c1[1] == 0 && !path[0]) snprintf(path, sizeof path, "/sys/fs/cgroup%s/cgroup.procs", c2 + 1);
+  }
+  fclose(f);
+  return path[0] ? open(path, O_WRONLY | O_CLOEXEC) : -1;
+}
+
+/* poll the handoff socket for up to 30 s, keeping the migration lock warm meanwhile. */
+static int handoff_wait(int warm_fd) {
+  struct pollfd pfd = { .fd = O.handoff_fd, .events = POLLIN };
+  char pid[16];
+  int len = snprintf(pid, sizeof pid, "%d", (int)getpid());
+  for (int waited = 0; waited < 30000; waited += 4) {
+    int r = poll(&pfd, 1, warm_fd >= 0 ? 4 : 30000);
+    if (r != 0) return r;
+    if (warm_fd >= 0 && write(warm_fd, pid, (size_t)len) < 0) return poll(&pfd, 1, 30000 - waited);
+  }
+  return 0;
+}
+
 /* Start the zygote, hand its socket and the stdio ends to the engine, adopt the init it made. */
 static int do_handoff(void) {
-  int sv[2] = { -1, -1 }, devnull = -1, rc = -1;
+  int sv[2] = { -1, -1 }, devnull = -1, rc = -1, warm_fd = warm_cgroup_fd();
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) { errf("socketpair for the zygote: %s", strerror(errno)); return -1; }
   struct timeval tv = { .tv_sec = 10 };
   setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -933,9 +968,8 @@ static int do_handoff(void) {
       goto out;
     }
   }
-  struct pollfd pfd = { .fd = O.handoff_fd, .events = POLLIN };
   if (O.terminal) {
-    if (poll(&pfd, 1, 30000) <= 0) { errf("the engine sent no pty master"); goto out; }
+    if (handoff_wait(warm_fd) <= 0) { errf("the engine sent no pty master"); goto out; }
     char byte;
     struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
     union { char buf[CMSG_SPACE(sizeof(int))]; struct cmsghdr align; } u;
@@ -949,7 +983,7 @@ static int do_handoff(void) {
   char line[32];
   size_t got = 0;
   while (got + 1 < sizeof line && !memchr(line, '\n', got)) {
-    if (poll(&pfd, 1, 30000) <= 0) { errf("the engine did not report the init's pid"); goto out; }
+    if (handoff_wait(warm_fd) <= 0) { errf("the engine did not report the init's pid"); goto out; }
     ssize_t n = read(O.handoff_fd, line + got, sizeof line - 1 - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
@@ -966,6 +1000,7 @@ out:
   close_fd(&sv[0]);
   close_fd(&sv[1]);
   close_fd(&devnull);
+  close_fd(&warm_fd);
   close_fd(&O.handoff_fd);
   if (rc < 0 && O.terminal) close_fd(&out_s.fd);
   return rc;

@@ -9,7 +9,6 @@ import tty from 'node:tty';
 import { BerthError } from '../errors.js';
 import { Engine, trace, type CreateOptions } from '../engine/engine.js';
 import { attach, monitorAlive, type AttachSession } from '../engine/monitor.js';
-import { followLogs, readLogs, formatLine } from '../engine/logs.js';
 import type { ContainerRecord } from '../engine/store.js';
 import { inspectFallbacks } from './images-cmd.js';
 
@@ -268,6 +267,8 @@ export function registerContainerCommands(program: Command): void {
       await withEngine(cmd, async (e) => {
         const rec = e.get(name);
         const file = e.logFile(rec.id);
+        // loaded here: `berth run` and the other verbs do not need the log reader
+        const { followLogs, readLogs, formatLine } = await import('../engine/logs.js');
         const opts = { tail, timestamps: !!o.timestamps };
         if (!o.follow) {
           for (const l of readLogs(file, opts)) (l.stream === 'stderr' ? process.stderr : process.stdout).write(formatLine(l, opts));

@@ -10,7 +10,7 @@
  * container.log, hosts, hostname, resolv.conf}; <state>/c/<id12>/{exit.json, ctl.sock,
  * attach.sock}; <state>/netns/<id12>; <state>/runtime = berth-oci's --root.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync, statSync, lstatSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write, writeFileSync, renameSync, statSync, lstatSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -118,6 +118,29 @@ export function defaultRuntimePath(): string {
   const p = findUp(['../../bin/berth-oci.js', '../../../bin/berth-oci.js']);
   if (!p) throw new BerthError('ENORUNTIME', 'bin/berth-oci.js not found; set BERTH_RUNTIME');
   return p;
+}
+
+/**
+ * The first cgroup migration after a quiet spell waits for an RCU grace period (cgroup v1's
+ * cgroup_threadgroup_rwsem: 12-18 ms here); later ones do not, as long as the previous one ended
+ * less than about a grace period ago. Start a no-op migration (this process into the pids cgroup
+ * it is already in) on the threadpool now; the monitor, started next, repeats such migrations
+ * every few ms until our Runtime.create has moved the init (native/monitor.c, warm_cgroup_fd), so
+ * the init's migration finds the lock warm. Errors are ignored: it is only a head start.
+ */
+function warmCgroupMigration(): void {
+  let file: string | undefined;
+  try {
+    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
+    const v1 = lines.find((l) => l.split(':')[1] === 'pids');
+    const v2 = lines.find((l) => l.startsWith('0::'));
+    if (v1) file = `/sys/fs/cgroup/pids${v1.split(':')[2]}/cgroup.procs`.replace('//', '/');
+    else if (v2) file = `/sys/fs/cgroup${v2.slice(3)}/cgroup.procs`.replace('//', '/');
+  } catch { return; }
+  if (!file) return;
+  let fd: number;
+  try { fd = openSync(file, 'w'); } catch { return; }
+  write(fd, String(process.pid), () => closeSync(fd));
 }
 
 /** Whether the monitor's runtime is berth-oci, whose state the engine's Runtime shares. */
@@ -459,6 +482,9 @@ export class Engine {
       if (other) throw new BerthError('EADDRINUSE', `port ${p.hostPort}/${p.protocol} is already published by container ${other.name}`);
       if (!(await portFree(p))) throw new BerthError('EADDRINUSE', `cannot publish ${p.hostIP ?? '0.0.0.0'}:${p.hostPort}/${p.protocol}: port is already in use on the host`);
     }
+    const runtimePath = this.runtimePath ?? defaultRuntimePath();
+    const inProcess = isBerthOci(runtimePath);
+    if (inProcess && process.env.BERTH_CLI_CREATE !== '1') warmCgroupMigration();
     const rf = await this.images.rootfsFor(rec.imageId);
     this.mountRootfs(rec.id, rf.lowerDirs);
     const sdir = this.sdir(rec.id);
@@ -481,8 +507,6 @@ export class Engine {
     // With berth-oci the engine starts the container (and, when it waits for the exit itself, deletes
     // it) in-process through Runtime: no berth-oci process on those steps. Other runtimes
     // (runc in tests) and the monitor's restarts go through the runtime's CLI.
-    const runtimePath = this.runtimePath ?? defaultRuntimePath();
-    const inProcess = isBerthOci(runtimePath);
     // The first create in-process as well: the monitor starts a spawn zygote as its child and
     // hands it over, so the init we clone through it is the monitor's child (BERTH_CLI_CREATE=1:
     // the monitor runs `berth-oci create` instead).

@@ -203,7 +203,9 @@ export async function startMonitor(opts: MonitorOptions): Promise<MonitorHandle>
     if (opts.handoff && child.pid) void runHandoff(ours, !!opts.terminal, opts.handoff).catch((e: Error) => { handoffError = e; });
     else if (ours >= 0) closeSync(ours);
     sync.on('close', () => {
-      // Give 'exit' a moment so a failing monitor's status is known.
+      // Give 'exit' a moment so a failing monitor's status is known. Not once settled: that
+      // timer alone kept every `berth run` alive 50 ms after its work was done.
+      if (settled) return;
       setTimeout(() => finish(new MonitorError('monitor', `monitor for ${opts.id} exited before reporting (exit ${child.exitCode ?? child.signalCode ?? 'unknown'})`)), 50);
     });
   });
