@@ -331,6 +331,21 @@ t.test('ps -a across invocations; kill -9 of a monitor is reconciled', async (t)
   await ok(['rm', 'victim', 'fresh']);
 });
 
+t.test('commit a container as an image, run it; export its filesystem', async (t) => {
+  await ok(['run', '--name', 'tocommit', '--network', 'none', BUSYBOX, 'sh', '-c', 'echo committed > /greeting; rm /etc/group']);
+  const id = (await ok(['commit', '-m', 'test', '-c', 'CMD ["cat", "/greeting"]', 'tocommit', `committed-${rand}:v1`])).trim();
+  t.match(id, /^sha256:[0-9a-f]{64}$/);
+  t.equal(await ok(['run', '--rm', '--network', 'none', `committed-${rand}:v1`]), 'committed\n', 'the change and the new CMD are in the image');
+  t.equal((await berth(['run', '--rm', '--network', 'none', `committed-${rand}:v1`, 'ls', '/etc/group'])).code, 1, 'the deletion is too');
+  const tarFile = join(dir, 'export.tar');
+  await ok(['export', '-o', tarFile, 'tocommit']);
+  const listing = execFileSync('tar', ['-tf', tarFile], { encoding: 'utf8' }).split('\n');
+  t.ok(listing.includes('greeting') && listing.includes('bin/busybox'), 'export holds the image and the change');
+  t.notOk(listing.includes('etc/group'), 'and not what was deleted');
+  await ok(['rm', 'tocommit']);
+  await ok(['rmi', `committed-${rand}:v1`]);
+});
+
 t.test('nothing left behind', async (t) => {
   t.equal((await ok(['ps', '-a', '-q'])).trim(), '');
   t.same(mountsUnder(dir), [], 'no mounts under the test root');

@@ -4,7 +4,7 @@
  * runtime/engine/engine.ts.
  */
 import type { Command } from 'commander';
-import { openSync, closeSync } from 'node:fs';
+import { openSync, closeSync, createWriteStream } from 'node:fs';
 import tty from 'node:tty';
 import { BerthError } from '../errors.js';
 import { Engine, trace, type CreateOptions } from '../engine/engine.js';
@@ -327,6 +327,26 @@ export function registerContainerCommands(program: Command): void {
       });
     });
 
+  program.command('export').description("write a container's filesystem as a tar archive").argument('<container>')
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .action(async (name: string, o: { output?: string }, cmd: Command) => {
+      if (!o.output && process.stdout.isTTY) throw new BerthError('EINVAL', 'refusing to write a tar archive to a terminal: use -o FILE or redirect stdout');
+      await withEngine(cmd, async (e) => {
+        const out = o.output ? createWriteStream(o.output) : process.stdout;
+        await e.exportTo(name, out);
+      });
+    });
+
+  program.command('commit').description("create an image from a container's changes").argument('<container>').argument('[image]')
+    .option('-a, --author <name>', 'author').option('-m, --message <text>', 'commit message')
+    .option('-c, --change <instr>', 'CMD, ENTRYPOINT, ENV, WORKDIR, USER or LABEL in Dockerfile JSON/plain form', collect, [])
+    .action(async (name: string, image: string | undefined, o: { author?: string; message?: string; change: string[] }, cmd: Command) => {
+      await withEngine(cmd, async (e) => {
+        const img = await e.commit(name, { ...(image ? { tag: image.includes(':') || image.includes('@') ? image : `${image}:latest` } : {}), author: o.author, comment: o.message, changes: parseChanges(o.change) });
+        process.stdout.write(`${img.id}\n`);
+      });
+    });
+
   program.command('top').description("a container's processes").argument('<container>')
     .action(async (name: string, _o: unknown, cmd: Command) => {
       await withEngine(cmd, async (e) => {
@@ -406,4 +426,30 @@ export function registerContainerCommands(program: Command): void {
       }
     });
   });
+}
+
+/** `--change` instructions (a subset of Dockerfile's, as `docker commit --change`). */
+export function parseChanges(list: string[]): NonNullable<import('../../images/manifest.js').ImageConfig['config']> {
+  const out: NonNullable<import('../../images/manifest.js').ImageConfig['config']> = {};
+  const argv = (v: string): string[] => {
+    if (v.trim().startsWith('[')) {
+      try { return JSON.parse(v) as string[]; } catch { throw new BerthError('EINVAL', `--change: bad JSON array ${v}`); }
+    }
+    return ['/bin/sh', '-c', v];
+  };
+  for (const c of list) {
+    const m = /^\s*(\w+)\s+(.*)$/s.exec(c);
+    if (!m) throw new BerthError('EINVAL', `--change: expected "INSTRUCTION value", got ${JSON.stringify(c)}`);
+    const [, ins, v] = m;
+    switch (ins.toUpperCase()) {
+      case 'CMD': out.Cmd = argv(v); break;
+      case 'ENTRYPOINT': out.Entrypoint = argv(v); break;
+      case 'ENV': (out.Env ??= []).push(v.includes('=') ? v : v.replace(/\s+/, '=')); break;
+      case 'WORKDIR': out.WorkingDir = v; break;
+      case 'USER': out.User = v; break;
+      case 'LABEL': { const [k, ...rest] = v.split('='); (out.Labels ??= {})[k] = rest.join('=').replace(/^"|"$/g, ''); break; }
+      default: throw new BerthError('EINVAL', `--change: ${ins} is not supported (CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL)`);
+    }
+  }
+  return out;
 }

@@ -11,6 +11,10 @@
  * attach.sock}; <state>/netns/<id12>; <state>/runtime = berth-oci's --root.
  */
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write, writeFileSync, renameSync, statSync, lstatSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { packTreeTo } from './tree-tar.js';
+import { commitUpperDir, type CommitOptions } from './commit.js';
+import type { ImageRecord } from '../../images/db.js';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -735,6 +739,25 @@ export class Engine {
       try { user = statSync(`/proc/${pid}`).uid; } catch { /* gone */ }
       return { pid, user, cmd };
     });
+  }
+
+  /** `berth export`: the container's filesystem (image + changes) as a tar on out. */
+  async exportTo(ref: string, out: Writable): Promise<void> {
+    const rec = this.get(ref);
+    const target = join(this.cdir(rec.id), 'rootfs');
+    const wasMounted = isMountpoint(target);
+    if (!wasMounted) this.mountRootfs(rec.id, (await this.images.rootfsFor(rec.imageId)).lowerDirs);
+    try {
+      await packTreeTo(target, out);
+    } finally {
+      if (!wasMounted) this.unmountRootfs(rec.id);
+    }
+  }
+
+  /** `berth commit`: the container's changes (its overlay upper dir) as a new image layer. */
+  async commit(ref: string, opts: CommitOptions = {}): Promise<ImageRecord> {
+    const rec = this.get(ref);
+    return commitUpperDir(this.images, rec.imageId, join(this.cdir(rec.id), 'upper'), { createdBy: `berth commit ${rec.name}`, ...opts });
   }
 
   stats(ref: string): ReturnType<Runtime['stats']> {
