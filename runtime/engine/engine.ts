@@ -240,6 +240,20 @@ export class Engine {
 
   // ------------------------------------------------------------------ paths
 
+  /**
+   * Bind the init's network namespace to a file and make the bundle join it, so restarts (by the
+   * monitor, through berth-oci) keep the same namespace, address and ports.
+   */
+  private pinNetns(id: string, initPid: number, spec: Spec, specPath: string): string {
+    const nsFile = this.netnsFile(id);
+    bindNetns(initPid, nsFile);
+    const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
+    ns.push({ type: 'network', path: nsFile });
+    spec.linux!.namespaces = ns;
+    atomicWrite(specPath, JSON.stringify(spec, null, 2));
+    return nsFile;
+  }
+
   private cdir(id: string): string { return this.containers.containerDir(id); }
   private sdir(id: string): string { return join(this.state, 'c', id.slice(0, 12)); }
   bundleDir(id: string): string { return join(this.cdir(id), 'bundle'); }
@@ -544,25 +558,14 @@ export class Engine {
     this.containers.save(rec);
     try {
       if (bridged) {
-        const nsFile = this.netnsFile(rec.id);
-        bindNetns(handle.initPid, nsFile);
-        // restarts (by the monitor) join the same netns, keeping address and ports
-        const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
-        ns.push({ type: 'network', path: nsFile });
-        spec.linux!.namespaces = ns;
-        atomicWrite(specPath, JSON.stringify(spec, null, 2));
+        const nsFile = this.pinNetns(rec.id, handle.initPid, spec, specPath);
         const att = await this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports });
         rec.ip = att.ip;
         this.containers.save(rec);
         this.writeHosts(rec);
       } else if (rec.network === 'none') {
-        // lo only, no CNI: bring it up through the loopback plugin via a netns file
-        const nsFile = this.netnsFile(rec.id);
-        bindNetns(handle.initPid, nsFile);
-        const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
-        ns.push({ type: 'network', path: nsFile });
-        spec.linux!.namespaces = ns;
-        atomicWrite(specPath, JSON.stringify(spec, null, 2));
+        // lo only, no CNI; pinned so a restart keeps the same (empty) network namespace
+        this.pinNetns(rec.id, handle.initPid, spec, specPath);
       }
       trace('start: network up');
       if (opts.beforeStart) await opts.beforeStart(rec);
