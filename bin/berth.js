@@ -1,3 +1,1 @@
-#!/usr/bin/env node
-import { main } from '../dist/runtime/cli/berth.js';
-await main(process.argv);
+berth.cjs

@@ -1,0 +1,88 @@
+/**
+ * Build step (run by `npm run build`): bundle the `berth` CLI into one CommonJS file,
+ * dist/berth.cjs, as scripts/bundle-berth-oci.mjs does for berth-oci, because every `berth` call
+ * pays start-up: one file to read and compile instead of ~80 ES modules to resolve and link, and a
+ * V8 code cache (bin/berth.cjs loads the bundle through vm.Script and writes
+ * dist/berth.cjs.cache after its first runs).
+ *  - Laziness is kept: runtime/cli/berth.ts imports each command group with import(), and
+ *    esbuild wraps every module reached only through import() (and what only it imports) in a
+ *    lazy __esm initialiser, so `berth ps` still never evaluates the images or bench modules.
+ *  - koffi is replaced by a lazy shim, loaded only when a koffi binding is first called.
+ *  - import.meta.url: each module gets the URL of its own compiled file in dist/ (e.g.
+ *    dist/runtime/engine/engine.js), so paths found relative to it (bin/berth-oci.js,
+ *    native/build/…) resolve exactly as they do when the modules run from dist/.
+ *
+ * dist/berth.inputs.json lists the sources with their mtimes: bin/berth.cjs falls back to the
+ * compiled modules (dist/runtime/cli/berth.js) when any of them changed since.
+ * esbuild comes with tsx (a devDependency); when it is missing the step is skipped with a note.
+ */
+import { fileURLToPath } from 'node:url';
+import { dirname, join, relative } from 'node:path';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist/berth.cjs');
+
+let esbuild;
+try {
+  esbuild = await import('esbuild');
+} catch {
+  process.stderr.write('bundle-berth: esbuild not installed; bin/berth.js will use dist/ modules\n');
+  process.exit(0);
+}
+
+const lazyKoffi = {
+  name: 'lazy-koffi',
+  setup(build) {
+    // The shim's own require('koffi') stays a plain require of the real package.
+    build.onResolve({ filter: /^koffi$/ }, (args) => (args.namespace === 'lazy-koffi' ? { path: 'koffi', external: true } : { path: 'koffi', namespace: 'lazy-koffi' }));
+    build.onLoad({ filter: /.*/, namespace: 'lazy-koffi' }, () => ({
+      loader: 'js',
+      contents: [
+        'let real;',
+        "const load = () => (real ??= require('koffi'));",
+        'const koffi = new Proxy({}, { get: (_t, p) => load()[p] });',
+        'export default koffi;',
+      ].join('\n'),
+    }));
+  },
+};
+
+/** import.meta.url → the URL of the module's compiled twin under dist/ (see the header). */
+const metaUrl = {
+  name: 'meta-url',
+  setup(build) {
+    build.onLoad({ filter: /\.ts$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      if (!src.includes('import.meta.url')) return undefined;
+      const rel = relative(root, args.path).replace(/\.ts$/, '.js');
+      if (rel.startsWith('..')) throw new Error(`bundle-berth: ${args.path} is outside the package`);
+      return { loader: 'ts', contents: src.replaceAll('import.meta.url', `__bundle_url(${JSON.stringify(rel)})`) };
+    });
+  },
+};
+
+rmSync(`${out}.cache`, { force: true });
+const result = await esbuild.build({
+  entryPoints: [join(root, 'runtime/cli/berth.ts')],
+  outfile: out,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  packages: 'external',
+  plugins: [lazyKoffi, metaUrl],
+  banner: { js: "const __bundle_url = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
+  legalComments: 'none',
+  logLevel: 'warning',
+  metafile: true,
+});
+
+// Source files (relative to the package root) and their mtimes, for bin/berth.cjs's staleness check.
+const inputs = {};
+for (const file of Object.keys(result.metafile.inputs)) {
+  if (file.includes(':')) continue; // virtual modules (the koffi shim)
+  const abs = join(process.cwd(), file);
+  inputs[relative(root, abs)] = statSync(abs).mtimeMs;
+}
+writeFileSync(join(root, 'dist/berth.inputs.json'), `${JSON.stringify(inputs)}\n`);
