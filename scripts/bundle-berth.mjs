@@ -7,7 +7,7 @@
  *  - Laziness is kept: runtime/cli/berth.ts imports each command group with import(), and
  *    esbuild wraps every module reached only through import() (and what only it imports) in a
  *    lazy __esm initialiser, so `berth ps` still never evaluates the images or bench modules.
- *  - koffi is replaced by a lazy shim, loaded only when a koffi binding is first called.
+ *  - koffi, tar-stream and zlib are replaced by lazy shims, loaded at their first use (below).
  *  - import.meta.url: each module gets the URL of its own compiled file in dist/ (e.g.
  *    dist/runtime/engine/engine.js), so paths found relative to it (bin/berth-oci.js,
  *    native/build/…) resolve exactly as they do when the modules run from dist/.
@@ -31,18 +31,27 @@ try {
   process.exit(0);
 }
 
-const lazyKoffi = {
-  name: 'lazy-koffi',
+/**
+ * Packages the code imports only as a default export, and that `berth run` with the image present
+ * does not use (or, koffi, uses late): each is replaced by a shim whose default export is a Proxy
+ * that requires the real module at the first property access. tar-stream (~4 ms) is for
+ * pull/save/load/export; zlib for layer unpacking. A named import of one of them fails the build
+ * ("No matching export"), so the shim cannot silently hand out undefined.
+ */
+const LAZY_DEFAULT = ['koffi', 'tar-stream', 'node:zlib'];
+const lazyDefault = {
+  name: 'lazy-default',
   setup(build) {
-    // The shim's own require('koffi') stays a plain require of the real package.
-    build.onResolve({ filter: /^koffi$/ }, (args) => (args.namespace === 'lazy-koffi' ? { path: 'koffi', external: true } : { path: 'koffi', namespace: 'lazy-koffi' }));
-    build.onLoad({ filter: /.*/, namespace: 'lazy-koffi' }, () => ({
+    const filter = new RegExp(`^(${LAZY_DEFAULT.map((m) => m.replace(/[.:-]/g, '\\$&')).join('|')})$`);
+    // The shim's own require(...) stays a plain require of the real module.
+    build.onResolve({ filter }, (args) => (args.namespace === 'lazy-default' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-default' }));
+    build.onLoad({ filter: /.*/, namespace: 'lazy-default' }, (args) => ({
       loader: 'js',
       contents: [
         'let real;',
-        "const load = () => (real ??= require('koffi'));",
-        'const koffi = new Proxy({}, { get: (_t, p) => load()[p] });',
-        'export default koffi;',
+        `const load = () => (real ??= require(${JSON.stringify(args.path)}));`,
+        'const lazy = new Proxy({}, { get: (_t, p) => load()[p] });',
+        'export default lazy;',
       ].join('\n'),
     }));
   },
@@ -71,7 +80,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyKoffi, metaUrl],
+  plugins: [lazyDefault, metaUrl],
   banner: { js: "const __bundle_url = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
   legalComments: 'none',
   logLevel: 'warning',
@@ -81,7 +90,7 @@ const result = await esbuild.build({
 // Source files (relative to the package root) and their mtimes, for bin/berth.cjs's staleness check.
 const inputs = {};
 for (const file of Object.keys(result.metafile.inputs)) {
-  if (file.includes(':')) continue; // virtual modules (the koffi shim)
+  if (file.includes(':')) continue; // virtual modules (the lazy shims)
   const abs = join(process.cwd(), file);
   inputs[relative(root, abs)] = statSync(abs).mtimeMs;
 }
