@@ -24,6 +24,7 @@ import { ImageStore } from '../../images/store.js';
 import { parsePlatform } from '../../images/manifest.js';
 import { MNT_DETACH, mount, umount } from '../linux/libc.js';
 import { Runtime, parseSignal } from '../oci/runtime.js';
+import { setSeccompCacheDir } from '../oci/seccomp.js';
 import type { Process, Spec } from '../oci/spec.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
 import { NetworkStore, parsePortSpec, type PortMapping } from '../network/networks.js';
@@ -208,6 +209,8 @@ export class Engine {
     this.runtimePath = o.runtimePath;
     mkdirSync(this.root, { recursive: true, mode: 0o711 });
     mkdirSync(this.state, { recursive: true, mode: 0o711 });
+    // compiled seccomp programs persist across CLI calls (each `berth run` is a new process)
+    setSeccompCacheDir(join(this.root, 'cache', 'seccomp'));
     this.containers = new ContainerStore(this.root);
     this.volumes = new VolumeStore(this.root);
     this.networks = new NetworkStore(this.root, {

@@ -11,9 +11,18 @@
  * - ERRNO and TRACE take `errnoRet` (default EPERM);
  * - several conditions on the same argument index become one rule per condition (OR), since
  *   libseccomp refuses two comparisons of one argument within one rule.
+ *
+ * Compiled programs are cached in memory (per process) and, once setSeccompCacheDir() named a
+ * directory (the engine uses <root>/cache/seccomp), on disk: one file per sha256 of (profile
+ * JSON, arch, libseccomp file identity, COMPILER_VERSION), written atomically and checked on
+ * read (magic, lengths, instruction count, sha256 of the program); anything wrong with a cache
+ * file means compiling again and rewriting it. A disk hit loads neither koffi nor libseccomp.
  */
 import fs from 'node:fs';
-import koffi, { type LibraryHandle } from 'koffi';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import type { LibraryHandle } from 'koffi';
 import { BerthError, ConfigError, errnoName } from '../errors.js';
 import type { Seccomp, SeccompArg } from './spec.js';
 
@@ -94,15 +103,26 @@ interface LibSeccomp {
 
 let cached: LibSeccomp | null = null;
 
+type Koffi = typeof import('koffi');
+let koffiMod: Koffi | null = null;
+/** koffi, required on first use: a disk-cache hit never loads it (~5-9 ms for a CLI). */
+function koffi(): Koffi {
+  if (!koffiMod) {
+    const m = createRequire(import.meta.url)('koffi') as Koffi & { default?: Koffi };
+    koffiMod = m.default ?? m;
+  }
+  return koffiMod;
+}
+
 function lib(): LibSeccomp {
   if (cached) return cached;
   let l: LibraryHandle;
   try {
-    l = koffi.load('libseccomp.so.2');
+    l = koffi().load('libseccomp.so.2');
   } catch (err) {
     throw new BerthError('ESECCOMP', 'cannot load libseccomp.so.2: install the libseccomp2 package (apt-get install libseccomp2)', { cause: err });
   }
-  const c = koffi.load('libc.so.6');
+  const c = koffi().load('libc.so.6');
   cached = {
     init: l.func('void *seccomp_init(uint32_t def_action)'),
     release: l.func('void seccomp_release(void *ctx)'),
@@ -204,7 +224,8 @@ export interface CompileOptions {
  * SeccompError when libseccomp rejects a rule; both name the JSON path at fault.
  */
 export function compileSeccomp(profile: Seccomp, opts: CompileOptions = {}): CompiledSeccomp {
-  // Compiling Docker's profile costs ~7 ms; pods start many containers with the same one.
+  // Compiling Docker's profile costs ~7 ms (plus loading koffi and libseccomp); pods start many
+  // containers with the same one, and every `berth run` is a new process (hence the disk cache).
   let key: string | null = null;
   try {
     key = JSON.stringify(profile);
@@ -212,17 +233,120 @@ export function compileSeccomp(profile: Seccomp, opts: CompileOptions = {}): Com
     key = null; // e.g. BigInt values: compile without caching
   }
   const hit = key === null ? undefined : cache.get(key);
-  if (hit) return { program: Buffer.from(hit.program), flags: hit.flags, skipped: [...hit.skipped] };
-  const out = compileUncached(profile, opts.path ?? 'linux.seccomp');
+  if (hit) return copyOf(hit);
+  const file = key === null ? null : diskCacheFile(key);
+  let out = file ? readCacheFile(file) : null;
+  if (!out) {
+    out = compileUncached(profile, opts.path ?? 'linux.seccomp');
+    if (file) writeCacheFile(file, out);
+  }
   if (key !== null) {
     if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
-    cache.set(key, { program: Buffer.from(out.program), flags: out.flags, skipped: [...out.skipped] });
+    cache.set(key, copyOf(out));
   }
   return out;
 }
 
+function copyOf(c: CompiledSeccomp): CompiledSeccomp {
+  return { program: Buffer.from(c.program), flags: c.flags, skipped: [...c.skipped] };
+}
+
 const CACHE_MAX = 16;
 const cache = new Map<string, CompiledSeccomp>();
+
+// ---------- the disk cache ----------
+
+/** Bump when compileUncached's output for a given profile changes: old cache files then miss. */
+export const COMPILER_VERSION = 1;
+/** BPF_MAXINSNS: the kernel refuses longer classic-BPF programs. */
+const MAX_INSNS = 4096;
+const MAGIC = Buffer.from('berthbpf1\n');
+const HEADER = MAGIC.length + 8; // magic, u32 program length, u32 meta length (LE)
+
+let cacheDir: string | null = null;
+let libIdentity: string | null | undefined;
+
+/**
+ * Keep compiled programs in `dir` (created on first write, mode 0700), or stop using a disk
+ * cache (null). The engine calls this with <root>/cache/seccomp.
+ */
+export function setSeccompCacheDir(dir: string | null): void {
+  cacheDir = dir;
+}
+
+/** The cache file for a profile, or null when the disk cache is off or libseccomp not found. */
+export function seccompCacheFile(profileJson: string): string | null {
+  return diskCacheFile(profileJson);
+}
+
+/**
+ * What identifies the libseccomp koffi would load, without loading it: the real path (its
+ * version, e.g. libseccomp.so.2.5.4), size and mtime of libseccomp.so.2 in the usual library
+ * directories. null (no disk cache) when it is not there or LD_LIBRARY_PATH could pick another.
+ */
+function libseccompIdentity(): string | null {
+  if (libIdentity !== undefined) return libIdentity;
+  libIdentity = null;
+  if (process.env.LD_LIBRARY_PATH || process.env.LD_PRELOAD) return null;
+  const triplet = ({ x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu', s390x: 's390x-linux-gnu', ppc64: 'powerpc64le-linux-gnu', riscv64: 'riscv64-linux-gnu' } as Record<string, string>)[process.arch];
+  const dirs = [...(triplet ? [`/lib/${triplet}`, `/usr/lib/${triplet}`] : []), '/lib64', '/usr/lib64', '/lib', '/usr/lib'];
+  for (const d of dirs) {
+    try {
+      const real = fs.realpathSync(join(d, 'libseccomp.so.2'));
+      const st = fs.statSync(real);
+      libIdentity = `${real}:${st.size}:${st.mtimeMs}`;
+      break;
+    } catch { /* not here */ }
+  }
+  return libIdentity;
+}
+
+function diskCacheFile(profileJson: string): string | null {
+  if (!cacheDir) return null;
+  const lib = libseccompIdentity();
+  if (!lib) return null;
+  const h = createHash('sha256').update(`${COMPILER_VERSION}\0${process.arch}\0${lib}\0${profileJson}`).digest('hex');
+  return join(cacheDir, `${h}.bpf`);
+}
+
+interface CacheMeta { flags: number; skipped: string[]; sha256: string }
+
+/** A cached program, or null when the file is missing or anything about it is wrong. */
+function readCacheFile(file: string): CompiledSeccomp | null {
+  let buf: Buffer;
+  try { buf = fs.readFileSync(file); } catch { return null; }
+  try {
+    if (buf.length < HEADER || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return null;
+    const progLen = buf.readUInt32LE(MAGIC.length);
+    const metaLen = buf.readUInt32LE(MAGIC.length + 4);
+    if (progLen === 0 || progLen % 8 !== 0 || progLen / 8 > MAX_INSNS || buf.length !== HEADER + metaLen + progLen) return null;
+    const meta = JSON.parse(buf.subarray(HEADER, HEADER + metaLen).toString('utf8')) as CacheMeta;
+    const program = Buffer.from(buf.subarray(HEADER + metaLen));
+    if (!Number.isInteger(meta.flags) || meta.flags < 0 || !Array.isArray(meta.skipped) || meta.skipped.some((n) => typeof n !== 'string')) return null;
+    if (createHash('sha256').update(program).digest('hex') !== meta.sha256) return null;
+    return { program, flags: meta.flags, skipped: [...meta.skipped] };
+  } catch {
+    return null;
+  }
+}
+
+/** Write a cache file atomically (tmp + rename); a failure only means no cache next time. */
+function writeCacheFile(file: string, c: CompiledSeccomp): void {
+  if (c.program.length / 8 > MAX_INSNS) return;
+  const meta = Buffer.from(JSON.stringify({ flags: c.flags, skipped: c.skipped, sha256: createHash('sha256').update(c.program).digest('hex') } satisfies CacheMeta));
+  const head = Buffer.alloc(HEADER);
+  MAGIC.copy(head);
+  head.writeUInt32LE(c.program.length, MAGIC.length);
+  head.writeUInt32LE(meta.length, MAGIC.length + 4);
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`;
+  try {
+    fs.mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(tmp, Buffer.concat([head, meta, c.program]), { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch {
+    try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
+  }
+}
 
 function compileUncached(profile: Seccomp, base: string): CompiledSeccomp {
   if (profile === null || typeof profile !== 'object') throw new ConfigError(base, 'must be an object');
@@ -298,7 +422,7 @@ function compileUncached(profile: Seccomp, base: string): CompiledSeccomp {
 
 function exportProgram(l: LibSeccomp, ctx: Ctx, path: string): Buffer {
   const fd = l.memfdCreate('berth-seccomp', MFD_CLOEXEC);
-  if (fd < 0) throw new SeccompError(path, koffi.errno(), 'memfd_create for the BPF export failed');
+  if (fd < 0) throw new SeccompError(path, koffi().errno(), 'memfd_create for the BPF export failed');
   try {
     const rc = l.exportBpf(ctx, fd);
     if (rc < 0) throw new SeccompError(path, -rc, 'seccomp_export_bpf failed');
