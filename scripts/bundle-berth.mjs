@@ -19,6 +19,7 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative } from 'node:path';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist/berth.cjs');
@@ -57,6 +58,19 @@ const lazyDefault = {
   },
 };
 
+/**
+ * commander is pure JavaScript that every call loads: bundled, it is read and compiled with the
+ * rest (and lands in the code cache) instead of being resolved and compiled on its own each time.
+ */
+const BUNDLED_PACKAGES = ['commander'];
+const bundledPackages = {
+  name: 'bundled-packages',
+  setup(build) {
+    const req = createRequire(join(root, 'package.json'));
+    build.onResolve({ filter: new RegExp(`^(${BUNDLED_PACKAGES.join('|')})$`) }, (args) => ({ path: req.resolve(args.path) }));
+  },
+};
+
 /** import.meta.url → the URL of the module's compiled twin under dist/ (see the header). */
 const metaUrl = {
   name: 'meta-url',
@@ -80,7 +94,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyDefault, metaUrl],
+  plugins: [lazyDefault, bundledPackages, metaUrl],
   banner: { js: "const __bundle_url = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
   legalComments: 'none',
   logLevel: 'warning',
