@@ -27,6 +27,7 @@ function berth(args: string[], opts: { onStderr?: (s: string, child: ReturnType<
 function benchLeftovers(): string[] {
   const out: string[] = [];
   for (const h of readdirSync('/sys/fs/cgroup')) {
+    if (h.startsWith('berth-bench-')) out.push(`cgroup ${h}`); // pure v2: parents sit at the root
     let names: string[] = [];
     try { names = readdirSync(join('/sys/fs/cgroup', h)); } catch { continue; }
     for (const n of names) if (n.startsWith('berth-bench-')) out.push(`cgroup ${h}/${n}`);

@@ -113,12 +113,15 @@ if (detectCgroupVersion(mountinfo, root) !== 2) {
 
   t.test('processes: addProcess, pids, stats, freeze/thaw', async (t) => {
     const sleeper = start('sleep', ['30']);
-    const busy = start('sh', ['-c', 'while :; do :; done']);
+    // Pages stay charged to the cgroup that faulted them in (v2 does not move charges), so the
+    // busy shell waits until it has been moved, then holds 2 MB of heap it allocates in here.
+    const busy = start('sh', ['-c', 'read go; x=$(head -c 2000000 /dev/zero | tr "\\000" a); while :; do :; done']);
     cg.addProcess(sleeper.pid!);
     cg.addProcess(busy.pid!);
     t.same(cg.pids().sort((a, b) => a - b), [sleeper.pid!, busy.pid!].sort((a, b) => a - b));
     t.match(fs.readFileSync(`/proc/${sleeper.pid}/cgroup`, 'utf8'), new RegExp(`^0::/${parentName}/c1$`, 'm'));
     t.equal(events().populated, '1');
+    busy.stdin!.write('go\n');
     await new Promise((r) => setTimeout(r, 300));
     const s = cg.stats();
     t.ok(s.cpu.usageNanos > 0n, `cpu.stat usage ${s.cpu.usageNanos} ns`);
@@ -128,7 +131,7 @@ if (detectCgroupVersion(mountinfo, root) !== 2) {
       t.equal(s.pids.limit, 50);
     }
     if (has('memory')) {
-      t.ok(s.memory.usageBytes > 0);
+      t.ok(s.memory.usageBytes >= 2_000_000, `memory.current ${s.memory.usageBytes}`);
       t.equal(s.memory.limitBytes, 64 << 20);
     }
 

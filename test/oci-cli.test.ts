@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync, mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { makeEnv, writeSpec, type TestEnv } from './helpers/oci.js';
+import { cgroupDirOf, makeEnv, writeSpec, type TestEnv } from './helpers/oci.js';
 import { waitpidNohang } from '../runtime/linux/libc.js';
 
 t.setTimeout(120_000);
@@ -66,8 +66,8 @@ t.test("Docker's call sequence: create, start, exec --detach, pause, resume, upd
   r = oci(['update', '--resources', '-', id], JSON.stringify({ memory: { limit: 33554432 }, pids: { limit: 50 } }));
   t.equal(r.code, 0, r.stderr);
   const rec = JSON.parse(readFileSync(join(env.root, id, 'state.json'), 'utf8'));
-  const mem = Object.entries(rec.cgroupPaths as Record<string, string>).find(([k]) => k.split(',').includes('memory'))![1];
-  t.equal(readFileSync(join(mem, 'memory.limit_in_bytes'), 'utf8').trim(), '33554432');
+  const mem = cgroupDirOf(rec, 'memory');
+  t.equal(readFileSync(join(mem, rec.cgroupVersion === 1 ? 'memory.limit_in_bytes' : 'memory.max'), 'utf8').trim(), '33554432');
 
   const list = JSON.parse(oci(['list', '--format', 'json']).stdout);
   t.ok(list.some((c: { id: string }) => c.id === id), 'list shows it');

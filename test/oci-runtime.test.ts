@@ -5,7 +5,7 @@
 import t from 'tap';
 import { existsSync, readFileSync, mkdirSync, symlinkSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeEnv, type TestEnv } from './helpers/oci.js';
+import { cgroupDirOf, makeEnv, type TestEnv } from './helpers/oci.js';
 import { SpawnError } from '../runtime/errors.js';
 
 t.setTimeout(180_000);
@@ -62,13 +62,21 @@ t.test('resources land in the cgroup files, and stats see the process', async (t
   await env.rt.run(id, { bundle: env.bundle, spec, stdio: [-1, -1, -1] });
   t.teardown(() => env.rt.delete(id, true).catch(() => {}));
   const rec = env.rt.load(id);
-  const mem = Object.entries(rec.cgroupPaths).find(([k]) => k.split(',').includes('memory'))![1];
-  const cpu = Object.entries(rec.cgroupPaths).find(([k]) => k.split(',').includes('cpu'))![1];
-  const pids = Object.entries(rec.cgroupPaths).find(([k]) => k.split(',').includes('pids'))![1];
-  t.equal(readFileSync(join(mem, 'memory.limit_in_bytes'), 'utf8').trim(), String(64 * 1024 * 1024));
-  t.equal(readFileSync(join(cpu, 'cpu.shares'), 'utf8').trim(), '512');
-  t.equal(readFileSync(join(cpu, 'cpu.cfs_quota_us'), 'utf8').trim(), '50000');
-  t.equal(readFileSync(join(pids, 'pids.max'), 'utf8').trim(), '42');
+  const mem = cgroupDirOf(rec, 'memory');
+  const cpu = cgroupDirOf(rec, 'cpu');
+  const pids = cgroupDirOf(rec, 'pids');
+  const read = (dir: string, f: string): string => readFileSync(join(dir, f), 'utf8').trim();
+  if (rec.cgroupVersion === 1) {
+    t.equal(read(mem, 'memory.limit_in_bytes'), String(64 * 1024 * 1024));
+    t.equal(read(cpu, 'cpu.shares'), '512');
+    t.equal(read(cpu, 'cpu.cfs_quota_us'), '50000');
+  } else {
+    t.equal(read(mem, 'memory.max'), String(64 * 1024 * 1024));
+    // crun's shares→weight mapping: 512 → 59.
+    t.equal(read(cpu, 'cpu.weight'), '59');
+    t.equal(read(cpu, 'cpu.max'), '50000 100000');
+  }
+  t.equal(read(pids, 'pids.max'), '42');
   t.ok(readFileSync(join(pids, 'cgroup.procs'), 'utf8').includes(String(rec.pid)), 'init is in the cgroup');
   t.equal(env.rt.stats(id).pids.current, 1);
   t.same(env.rt.ps(id), [rec.pid]);

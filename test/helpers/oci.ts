@@ -54,7 +54,9 @@ export function makeEnv(): TestEnv {
       for (const { record } of rt.list()) await rt.delete(record.id, true).catch(() => {});
       for (const fd of fds) { try { closeSync(fd); } catch { /* closed */ } }
       // Remove the per-test cgroup parent in every hierarchy (deepest first).
+      // v1: one tree per hierarchy; v2 (pure unified host): the parent sits at the root.
       for (const h of readdirSync('/sys/fs/cgroup')) removeCgroupTree(`/sys/fs/cgroup/${h}${cgroupParent}`);
+      removeCgroupTree(`/sys/fs/cgroup${cgroupParent}`);
       rmSync(root, { recursive: true, force: true });
       b.cleanup();
     },
@@ -63,6 +65,17 @@ export function makeEnv(): TestEnv {
 
 export function writeSpec(bundle: string, spec: Spec): void {
   writeFileSync(join(bundle, 'config.json'), JSON.stringify(spec, null, 2));
+}
+
+/**
+ * The directory of a container's cgroup that holds `controller`: on v1 the hierarchy whose key
+ * names it (e.g. 'cpu,cpuacct'), on v2 the one unified directory.
+ */
+export function cgroupDirOf(rec: { cgroupPaths: Record<string, string>; cgroupVersion: 1 | 2 }, controller: string): string {
+  if (rec.cgroupVersion === 2) return Object.values(rec.cgroupPaths)[0];
+  const hit = Object.entries(rec.cgroupPaths).find(([k]) => k.split(',').includes(controller));
+  if (!hit) throw new Error(`no ${controller} hierarchy in ${JSON.stringify(rec.cgroupPaths)}`);
+  return hit[1];
 }
 
 /** rmdir a cgroup directory and its children, deepest first (cgroupfs refuses recursive rm). */
