@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cgroupDriverFor, detectCgroupVersion, V2_CONTROLLERS, cpuSharesToWeight, blkioWeightToIoWeight } from '../runtime/cgroups/index.js';
 import type { LinuxResources } from '../runtime/oci/spec.js';
+import { queryDeviceFilters } from '../runtime/cgroups/bpf-devices.js';
 
 const mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
 const root = process.env.BERTH_CGROUP2_ROOT
@@ -104,11 +105,13 @@ if (detectCgroupVersion(mountinfo, root) !== 2) {
     t.comment(`checked: ${[...ours, ...hugeFiles].join(' ')}`);
   });
 
-  t.test('devices are reported as not enforced', async (t) => {
+  t.test('devices are enforced with an eBPF program (see cgroups-v2-devices.test.ts)', async (t) => {
     const probe = driver.open(`/${parentName}/devices-probe`);
+    t.throws(() => probe.apply({ devices: [{ allow: false, access: 'rwm' }] }), { code: 'ECGROUP' }, 'not created yet');
+    probe.create();
     probe.apply({ devices: [{ allow: false, access: 'rwm' }] });
-    t.equal(probe.warnings.length, 1);
-    t.match(probe.warnings[0], /not enforced/);
+    t.same(probe.warnings, []);
+    t.equal(queryDeviceFilters(probe.paths()['']).length, 1);
   });
 
   t.test('processes: addProcess, pids, stats, freeze/thaw', async (t) => {

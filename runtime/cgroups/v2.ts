@@ -2,21 +2,23 @@
  * cgroup v2 (unified) driver. One directory below `root` (the cgroup2 mount, or any directory
  * laid out like one). create() enables the controllers we program in cgroup.subtree_control of
  * every ancestor from the root down to the parent (never in the leaf: no-internal-processes rule),
- * then makes the leaf. Device rules need eBPF, which is not implemented: anything but allow-all is
- * recorded in `warnings` and not enforced.
+ * then makes the leaf. Device rules are enforced with a BPF_PROG_TYPE_CGROUP_DEVICE program attached
+ * to the leaf (bpf-devices.ts); on a directory that is not on a cgroup2 filesystem (layout tests)
+ * the compiled program is only recorded in `deviceFilter` and a warning says it is not enforced.
  *
  * Blkio weight: written to io.weight converted with blkioWeightToIoWeight; when io.weight is absent
  * but io.bfq.weight exists (BFQ without io.cost), the raw 10..1000 weight goes to io.bfq.weight.
  */
 import path from 'node:path';
-import type { LinuxResources, LinuxMemory, LinuxCPU, LinuxBlockIO, ThrottleDevice } from '../oci/spec.js';
+import type { DeviceCgroup, LinuxResources, LinuxMemory, LinuxCPU, LinuxBlockIO, ThrottleDevice } from '../oci/spec.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from './types.js';
 import {
   CgroupError, CgroupUnsupportedError, fileExists, killAndRemoveTrees, mkdirCgroup, parseIntOrNull, parseKeyValues,
   parsePids, readCgroupFile, readCgroupFileOptional, rmdirCgroup, sleep, writeCgroupFile,
 } from './fs.js';
+import { compileDeviceFilter, DeviceFilterError, inUserNamespace, isCgroup2Dir, setDeviceFilter, type DeviceFilterProgram } from './bpf-devices.js';
 import {
-  blkioWeightToIoWeight, cpuMaxValue, cpuSharesToWeight, deviceRuleToV1, devicesAllowAll, memoryLimitV2,
+  blkioWeightToIoWeight, cpuMaxValue, cpuSharesToWeight, memoryLimitV2,
   memorySwapToV2, normalizeCpuset, pidsLimitValue, resolveCgroupsPath, validatePageSize, validateUnifiedKey,
 } from './convert.js';
 
@@ -33,6 +35,8 @@ class V2Cgroup implements Cgroup {
   readonly warnings: string[] = [];
   readonly root: string;
   readonly dir: string;
+  /** The device program last compiled by apply() (attached, unless a warning says otherwise). */
+  deviceFilter: DeviceFilterProgram | null = null;
 
   constructor(root: string, cgPath: string) {
     this.root = root;
@@ -100,12 +104,7 @@ class V2Cgroup implements Cgroup {
   }
 
   apply(r: LinuxResources): void {
-    if (r.devices) {
-      r.devices.forEach((d, i) => deviceRuleToV1(d, i)); // validate
-      if (!devicesAllowAll(r.devices)) {
-        this.warnings.push('linux.resources.devices: device rules are not enforced on cgroup v2 (needs a BPF_PROG_TYPE_CGROUP_DEVICE program, not implemented); all devices are allowed by the cgroup');
-      }
-    }
+    if (r.devices) this.applyDevices(r.devices);
     if (r.memory) this.applyMemory(r.memory);
     if (r.cpu) this.applyCpu(r.cpu);
     if (r.pids && r.pids.limit !== undefined) writeCgroupFile(this.f('pids.max'), pidsLimitValue(r.pids.limit));
@@ -125,6 +124,38 @@ class V2Cgroup implements Cgroup {
     }
     for (const [key, value] of Object.entries(r.unified ?? {})) {
       writeCgroupFile(this.f(validateUnifiedKey(key)), value);
+    }
+  }
+
+  /**
+   * Compile the rules (validating them) and attach the program before anything else is written.
+   * In a user namespace bpf(2) is normally refused; as runc does, that is tolerated only when every
+   * rule is an rwm allow (nothing would be denied that the namespace does not deny anyway).
+   */
+  private applyDevices(devices: DeviceCgroup[]): void {
+    const prog = compileDeviceFilter(devices);
+    this.deviceFilter = prog;
+    if (!fileExists(this.dir)) {
+      throw new CgroupError(this.dir, 'ENOENT', `linux.resources.devices: cgroup ${this.dir} does not exist (create it first)`);
+    }
+    if (!isCgroup2Dir(this.dir)) {
+      if (!prog.allowAll) {
+        this.warnings.push(`linux.resources.devices: device rules are not enforced: ${this.dir} is not on a cgroup2 filesystem, so no eBPF device program can be attached`);
+      }
+      return;
+    }
+    try {
+      setDeviceFilter(this.dir, devices);
+    } catch (err) {
+      if (err instanceof DeviceFilterError && err.errno === 1 && inUserNamespace()
+        && devices.every((d) => d.allow && (d.access ?? 'rwm').length === 3)) {
+        this.warnings.push(`linux.resources.devices: not enforced: bpf(2) is not permitted in this user namespace (${err.message})`);
+        return;
+      }
+      if (err instanceof DeviceFilterError && err.errno === 1) {
+        throw new DeviceFilterError(err.op, err.errno, `linux.resources.devices: cannot enforce device rules on ${this.dir} with an eBPF program (needs CAP_BPF and CAP_SYS_ADMIN)`, err.verifierLog);
+      }
+      throw err;
     }
   }
 
