@@ -5,7 +5,17 @@
  * stored under `https://index.docker.io/v1/`. `--creds user:pass` overrides the file.
  * saveCredentials/removeCredentials back `berth login/logout` (atomic write, mode 0600,
  * other keys of the file preserved).
+ *
+ * Credential helpers, as the docker CLI uses them: `credHelpers.<host>` names the helper for one
+ * registry, `credsStore` the helper for all others. A helper is the program
+ * `docker-credential-<name>` on PATH, spoken to with docker-credential-helpers' protocol: the
+ * action (`get`, `store`, `erase`) is its argument; `get`/`erase` read the server URL on stdin,
+ * `store` reads {"ServerURL","Username","Secret"}; `get` prints that JSON, or fails with
+ * "credentials not found in native keychain". A Username of `<token>` means Secret is an identity
+ * token. With a helper, login stores the secret there and only an empty `auths` entry in the file
+ * (as docker does); a helper that has nothing falls back to the file's entry.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, chmodSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -51,7 +61,62 @@ export function configKeyFor(host: string): string {
 }
 
 interface AuthEntry { auth?: string; username?: string; password?: string; identitytoken?: string; registrytoken?: string }
-interface DockerConfig { auths?: Record<string, AuthEntry>; [k: string]: unknown }
+interface DockerConfig { auths?: Record<string, AuthEntry>; credsStore?: unknown; credHelpers?: unknown; [k: string]: unknown }
+
+/** Docker's marker user name: the secret is an identity (refresh) token. */
+const TOKEN_USER = '<token>';
+const HELPER_TIMEOUT_MS = 30_000;
+
+/** The credential helper configured for host (credHelpers first, then credsStore), if any. */
+function helperFor(cfg: DockerConfig, path: string, host: string): string | undefined {
+  const want = normalizeAuthKey(host);
+  if (cfg.credHelpers !== undefined) {
+    if (typeof cfg.credHelpers !== 'object' || cfg.credHelpers === null || Array.isArray(cfg.credHelpers)) {
+      throw new CredentialsError(`${path}: credHelpers must be an object of registry → helper name`);
+    }
+    for (const [k, v] of Object.entries(cfg.credHelpers as Record<string, unknown>)) {
+      if (normalizeAuthKey(k) === want && typeof v === 'string' && v !== '') return v;
+    }
+  }
+  if (cfg.credsStore !== undefined && typeof cfg.credsStore !== 'string') throw new CredentialsError(`${path}: credsStore must be a helper name`);
+  return cfg.credsStore || undefined;
+}
+
+/**
+ * Run `docker-credential-<name> <action>` with input on stdin. Returns stdout, or null when the
+ * helper says it has no such credentials; anything else that fails is a CredentialsError.
+ */
+function runHelper(name: string, action: 'get' | 'store' | 'erase', input: string, path: string): string | null {
+  if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new CredentialsError(`${path}: bad credential helper name ${JSON.stringify(name)}`);
+  const prog = `docker-credential-${name}`;
+  const r = spawnSync(prog, [action], { input, encoding: 'utf8', timeout: HELPER_TIMEOUT_MS, stdio: ['pipe', 'pipe', 'pipe'] });
+  if (r.error) {
+    const code = (r.error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new CredentialsError(`credential helper ${prog} (configured in ${path}) is not installed: not found in PATH`);
+    if (code === 'ETIMEDOUT') throw new CredentialsError(`credential helper ${prog} ${action} did not answer within ${HELPER_TIMEOUT_MS / 1000} s`);
+    throw new CredentialsError(`credential helper ${prog} ${action}: ${r.error.message}`);
+  }
+  const out = (r.stdout ?? '').trim();
+  if (r.status !== 0) {
+    const msg = out || (r.stderr ?? '').trim() || (r.signal ? `killed by ${r.signal}` : `exit status ${r.status}`);
+    if (/credentials not found/i.test(msg)) return null;
+    throw new CredentialsError(`credential helper ${prog} ${action} failed: ${msg.split('\n')[0]}`);
+  }
+  return out;
+}
+
+function helperGet(name: string, serverURL: string, path: string): Credentials | undefined {
+  const out = runHelper(name, 'get', serverURL, path);
+  if (out === null || out === '') return undefined;
+  let doc: { Username?: unknown; Secret?: unknown };
+  try { doc = JSON.parse(out) as typeof doc; } catch {
+    throw new CredentialsError(`credential helper docker-credential-${name} get: output is not JSON`);
+  }
+  const user = typeof doc.Username === 'string' ? doc.Username : '';
+  const secret = typeof doc.Secret === 'string' ? doc.Secret : '';
+  if (user === '' && secret === '') return undefined;
+  return user === TOKEN_USER ? { identityToken: secret } : { username: user, password: secret };
+}
 
 function readConfig(path: string): DockerConfig {
   let text: string;
@@ -90,6 +155,11 @@ function entryToCredentials(key: string, path: string, e: AuthEntry): Credential
 export function loadCredentials(host: string, opts: { configPath?: string } = {}): Credentials | undefined {
   const path = dockerConfigPath(opts.configPath);
   const cfg = readConfig(path);
+  const helper = helperFor(cfg, path, host);
+  if (helper) {
+    const c = helperGet(helper, configKeyFor(host), path);
+    if (c) return c;
+  }
   const auths = cfg.auths ?? {};
   const want = normalizeAuthKey(host);
   // exact key first, then any key that normalises to the same host
@@ -117,31 +187,49 @@ function writeConfig(path: string, cfg: DockerConfig): void {
   renameSync(tmp, path);
 }
 
-/** Store credentials for host as `docker login` does (auth = base64 user:pass). */
+/**
+ * Store credentials for host as `docker login` does: in the credential helper configured for it
+ * (the file then keeps an empty entry), else in the file (auth = base64 user:pass). Returns where
+ * they went: the helper's program name or the file's path.
+ */
 export function saveCredentials(host: string, creds: Credentials, opts: { configPath?: string } = {}): string {
   const path = dockerConfigPath(opts.configPath);
   const cfg = readConfig(path);
+  const helper = helperFor(cfg, path, host);
   const auths: Record<string, AuthEntry> = { ...(cfg.auths ?? {}) };
   const want = normalizeAuthKey(host);
   for (const k of Object.keys(auths)) if (normalizeAuthKey(k) === want) delete auths[k];
   const entry: AuthEntry = {};
-  if (creds.username !== undefined) entry.auth = Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64');
-  if (creds.identityToken) entry.identitytoken = creds.identityToken;
-  if (creds.registryToken) entry.registrytoken = creds.registryToken;
+  if (helper) {
+    const secret = creds.identityToken
+      ? { Username: TOKEN_USER, Secret: creds.identityToken }
+      : { Username: creds.username ?? '', Secret: creds.password ?? '' };
+    runHelper(helper, 'store', JSON.stringify({ ServerURL: configKeyFor(host), ...secret }), path);
+  } else {
+    if (creds.username !== undefined) entry.auth = Buffer.from(`${creds.username}:${creds.password ?? ''}`).toString('base64');
+    if (creds.identityToken) entry.identitytoken = creds.identityToken;
+    if (creds.registryToken) entry.registrytoken = creds.registryToken;
+  }
   auths[configKeyFor(host)] = entry;
   writeConfig(path, { ...cfg, auths });
-  return path;
+  return helper ? `docker-credential-${helper}` : path;
 }
 
-/** Forget credentials for host; true when something was removed. */
+/** Forget credentials for host (in its credential helper too); true when something was removed. */
 export function removeCredentials(host: string, opts: { configPath?: string } = {}): boolean {
   const path = dockerConfigPath(opts.configPath);
   const cfg = readConfig(path);
-  if (!cfg.auths) return false;
+  let removed = false;
+  const helper = helperFor(cfg, path, host);
+  if (helper && helperGet(helper, configKeyFor(host), path)) {
+    runHelper(helper, 'erase', configKeyFor(host), path);
+    removed = true;
+  }
+  if (!cfg.auths) return removed;
   const auths = { ...cfg.auths };
   const want = normalizeAuthKey(host);
-  let removed = false;
-  for (const k of Object.keys(auths)) if (normalizeAuthKey(k) === want) { delete auths[k]; removed = true; }
-  if (removed) writeConfig(path, { ...cfg, auths });
-  return removed;
+  let fromFile = false;
+  for (const k of Object.keys(auths)) if (normalizeAuthKey(k) === want) { delete auths[k]; fromFile = true; }
+  if (fromFile) writeConfig(path, { ...cfg, auths });
+  return removed || fromFile;
 }
