@@ -13,10 +13,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import {
-  BPF_OPCODES as OP, compileDeviceFilter, evalDeviceFilter, isCgroup2Dir, programExists, queryDeviceFilters,
-  setDeviceFilter, type BpfInsn,
+  BPF_OPCODES as OP, compileDeviceFilter, DeviceFilterError, evalDeviceFilter, isCgroup2Dir, loadDeviceFilter, programExists,
+  queryDeviceFilters, setDeviceFilter, type BpfInsn, type DeviceFilterProgram,
 } from '../runtime/cgroups/bpf-devices.js';
 import { cgroupDriverFor, detectCgroupVersion } from '../runtime/cgroups/index.js';
 import type { Cgroup } from '../runtime/cgroups/types.js';
@@ -179,6 +180,19 @@ t.test('isCgroup2Dir', async (t) => {
   t.equal(isCgroup2Dir('/nonexistent-berth'), false);
 });
 
+t.test('a directory that is not on cgroup2 (layout trees): recorded, warned, no bpf()', async (t) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-devices-layout-'));
+  t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(root, 'berth-layout', 'c1'), { recursive: true });
+  const cg = cgroupDriverFor(2, root).open('/berth-layout/c1');
+  cg.apply({ devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }] });
+  t.match(cg.warnings, [/devices.*not enforced.*not on a cgroup2 filesystem/]);
+  const recorded = (cg as unknown as { deviceFilter: DeviceFilterProgram | null }).deviceFilter;
+  t.equal(recorded?.insns.length, 14, 'the program that would be attached is recorded');
+  const missing = cgroupDriverFor(2, root).open('/berth-layout/nope');
+  t.throws(() => missing.apply({ devices: [{ allow: false }] }), { code: 'ECGROUP', message: /does not exist/ });
+});
+
 // ---- real kernel -------------------------------------------------------------------------------
 
 const mountinfo = fs.readFileSync('/proc/self/mountinfo', 'utf8');
@@ -209,6 +223,14 @@ function openableBlockDevice(tmp: string): { major: number; minor: number } {
     }
   }
   throw new Error('no block device on this host can be opened');
+}
+
+function closeFdQuiet(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed
+  }
 }
 
 const V1_DEVICES_PROCS = '/sys/fs/cgroup/devices/cgroup.procs';
@@ -337,6 +359,56 @@ if (!real) {
 
     await cg.destroy();
     t.ok(await gone(res.id), 'removing the cgroup frees its program (nothing pinned, no fd kept)');
+  });
+
+  t.test('kernel: a program the verifier rejects comes back with its log', async (t) => {
+    // "exit" without setting R0.
+    const bad: DeviceFilterProgram = { insns: [{ code: OP.EXIT, dst: 0, src: 0, off: 0, imm: 0 }], allowAll: false };
+    let err: unknown;
+    try {
+      closeFdQuiet(loadDeviceFilter(bad));
+    } catch (e) {
+      err = e;
+    }
+    t.ok(err instanceof DeviceFilterError);
+    const e = err as DeviceFilterError;
+    t.equal(e.code, 'EDEVICEFILTER');
+    t.equal(e.op, 'BPF_PROG_LOAD');
+    t.equal(e.errno, 13, 'EACCES');
+    t.match(e.verifierLog, /R0 !read_ok/);
+    t.match(e.message, /verifier log:/);
+  });
+
+  t.test('kernel: in a user namespace bpf(2) is refused: an error, unless every rule is an rwm allow (as runc)', async (t) => {
+    t.setTimeout(60_000);
+    const parent = `berth-test-${crypto.randomBytes(4).toString('hex')}`;
+    const driver = cgroupDriverFor(2, cg2Root);
+    const cg = driver.open(`/${parent}/userns`);
+    const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-devices-userns-'));
+    t.teardown(async () => {
+      await driver.open(`/${parent}`).destroy().catch(() => undefined);
+      fs.rmSync(scriptDir, { recursive: true, force: true });
+    });
+    cg.create();
+    const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+    const script = path.join(scriptDir, 'child.ts');
+    fs.writeFileSync(script, `
+      import { cgroupDriverFor } from ${JSON.stringify(path.join(repo, 'runtime/cgroups/index.js'))};
+      const cg = cgroupDriverFor(2, ${JSON.stringify(cg2Root)}).open(${JSON.stringify(cg.path)});
+      const out: Record<string, unknown> = {};
+      try { cg.apply({ devices: [{ allow: false, access: 'rwm' }] }); out.deny = 'applied'; } catch (e) { out.deny = { code: (e as { code: string }).code, errno: (e as { errno: number }).errno, message: (e as Error).message }; }
+      cg.apply({ devices: [{ allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }] });
+      out.allowOnly = cg.warnings;
+      console.log(JSON.stringify(out));
+    `);
+    const r = spawnSync('unshare', ['--user', '--map-root-user', process.execPath, '--import', 'tsx', script], { encoding: 'utf8', cwd: repo, timeout: 30_000 });
+    t.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { deny: { code: string; errno: number; message: string }; allowOnly: string[] };
+    t.equal(out.deny.code, 'EDEVICEFILTER');
+    t.equal(out.deny.errno, 1);
+    t.match(out.deny.message, /cannot enforce device rules.*CAP_BPF/);
+    t.match(out.allowOnly, [/not enforced: bpf\(2\) is not permitted in this user namespace/]);
+    t.same(queryDeviceFilters(cg.paths()['']), [], 'nothing attached');
   });
 
   t.test('kernel: a container with CAP_MKNOD cannot read a host disk', async (t) => {

@@ -257,7 +257,12 @@ export function evalDeviceFilter(insns: BpfInsn[], req: { type: 'b' | 'c'; major
 
 // ---- bpf(2) -----------------------------------------------------------------------------------------
 
-const SYS_bpf = 321; // x86_64
+/** bpf(2) syscall number for this architecture. */
+function sysBpf(): number {
+  if (process.arch === 'x64') return 321;
+  if (process.arch === 'arm64') return 280;
+  throw new DeviceFilterError('syscall', 38, `cgroup device programs: no bpf(2) syscall number known for ${process.arch}`);
+}
 const BPF_PROG_LOAD = 5;
 const BPF_PROG_ATTACH = 8;
 const BPF_PROG_DETACH = 9;
@@ -317,7 +322,7 @@ function withBufs<T>(sizes: number[], fn: (...bufs: NativeBuf[]) => T): T {
 
 /** bpf(cmd, attr); returns the result or -errno. */
 function bpf(cmd: number, attr: NativeBuf): number {
-  const rc = lib().bpf(SYS_bpf, cmd, attr.ptr, ATTR_SIZE);
+  const rc = lib().bpf(sysBpf(), cmd, attr.ptr, ATTR_SIZE);
   return rc < 0 ? -koffi.errno() : rc;
 }
 

@@ -147,13 +147,15 @@ class V2Cgroup implements Cgroup {
     try {
       setDeviceFilter(this.dir, devices);
     } catch (err) {
+      // Allow-all needs no program; without bpf(2) rights none of ours can be attached either.
+      if (prog.allowAll && err instanceof DeviceFilterError && err.errno === 1) return;
       if (err instanceof DeviceFilterError && err.errno === 1 && inUserNamespace()
         && devices.every((d) => d.allow && (d.access ?? 'rwm').length === 3)) {
         this.warnings.push(`linux.resources.devices: not enforced: bpf(2) is not permitted in this user namespace (${err.message})`);
         return;
       }
       if (err instanceof DeviceFilterError && err.errno === 1) {
-        throw new DeviceFilterError(err.op, err.errno, `linux.resources.devices: cannot enforce device rules on ${this.dir} with an eBPF program (needs CAP_BPF and CAP_SYS_ADMIN)`, err.verifierLog);
+        throw new DeviceFilterError(err.op, err.errno, `linux.resources.devices: cannot enforce device rules on ${this.dir} with an eBPF program (bpf(2) needs CAP_BPF and CAP_SYS_ADMIN in the initial user namespace; an attach is also refused below a cgroup holding a non-overridable device program)`, err.verifierLog);
       }
       throw err;
     }
