@@ -23,8 +23,7 @@
  */
 import fs from 'node:fs';
 import koffi from 'koffi';
-import { BerthError, errnoName } from '../errors.js';
-import { ConfigError } from '../errors.js';
+import { BerthError, ConfigError, errnoName } from '../errors.js';
 import type { DeviceCgroup } from '../oci/spec.js';
 import { deviceRuleToV1 } from './convert.js';
 
