@@ -1,4 +1,5 @@
 /** runtime/engine/spec.ts: image config + run options → OCI spec, Docker's rules (pure). */
+import { hostDevices } from '../runtime/engine/host-devices.js';
 import t from 'tap';
 import {
   buildSpec, mergeEnv, parseBytes, parseResources, parseTmpfs, parseUlimit, parseVolumeSpec, resolveCaps,
@@ -76,6 +77,9 @@ t.test('buildSpec: Docker defaults, privileged, read-only, ulimits', async (t) =
   t.same(p.process?.capabilities?.bounding, [...ALL_CAPS]);
   t.notOk(p.linux?.seccomp);
   t.notOk(p.linux?.maskedPaths);
+  t.same(p.linux?.devices, hostDevices(), 'privileged: every host device node');
+  t.same(p.linux?.resources?.devices, [{ allow: true, access: 'rwm' }]);
+  t.notOk(s.linux?.devices, 'unprivileged: only the default nodes the runtime makes');
   t.equal(p.root?.readonly, true);
   t.notOk(p.linux?.namespaces?.some((n) => n.type === 'network'), 'host network: no netns');
   t.same(p.process?.args, ['/dev/init', '--', 'sh']);

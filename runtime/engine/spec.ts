@@ -11,6 +11,7 @@ import { ALL_CAPS, DEFAULT_CAPS, normalizeCapName, capNumber } from '../oci/caps
 import { defaultSeccompProfile } from '../oci/seccomp-default.js';
 import { currentHardLimit, defaultRlimits, RLIMITS } from '../oci/rlimits.js';
 import type { DeviceCgroup, LinuxResources, Mount, Namespace, Rlimit, Spec, User } from '../oci/spec.js';
+import { hostDevices } from './host-devices.js';
 
 /** The parts of an OCI image config that matter for running it. */
 export interface ImageRunConfig {
@@ -381,6 +382,8 @@ export function buildSpec(img: ImageRunConfig, o: RunSpecOptions, ctx: SpecConte
       cgroupsPath: ctx.cgroupsPath,
       resources,
       namespaces,
+      // Docker's --privileged: every host device node, and (above) a cgroup rule allowing all.
+      ...(privileged ? { devices: hostDevices() } : {}),
       ...(privileged ? {} : { maskedPaths: [...DOCKER_MASKED_PATHS], readonlyPaths: [...DOCKER_READONLY_PATHS] }),
       ...(privileged || o.seccompUnconfined ? {} : { seccomp: defaultSeccompProfile(caps) }),
     },
