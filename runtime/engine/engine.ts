@@ -27,8 +27,8 @@ import { Runtime, parseSignal } from '../oci/runtime.js';
 import { setSeccompCacheDir } from '../oci/seccomp.js';
 import type { Process, Spec } from '../oci/spec.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
-import { NetworkStore, parsePortSpec, type PortMapping } from '../network/networks.js';
-import { bindNetns, removeNetns, writeHostsFile, writeResolvConf, type HostEntry } from '../network/netns.js';
+import { NetworkStore, parsePortSpec, type Attachment, type PortMapping } from '../network/networks.js';
+import { createNetns, removeNetns, writeHostsFile, writeResolvConf, type HostEntry } from '../network/netns.js';
 import {
   disableRestart, exitCodeOf, monitorAlive, readExitStatus, startContainer, startMonitor, waitForExit,
   type ExitRecord, type Handoff, type RestartPolicy,
@@ -242,20 +242,6 @@ export class Engine {
   }
 
   // ------------------------------------------------------------------ paths
-
-  /**
-   * Bind the init's network namespace to a file and make the bundle join it, so restarts (by the
-   * monitor, through berth-oci) keep the same namespace, address and ports.
-   */
-  private pinNetns(id: string, initPid: number, spec: Spec, specPath: string): string {
-    const nsFile = this.netnsFile(id);
-    bindNetns(initPid, nsFile);
-    const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
-    ns.push({ type: 'network', path: nsFile });
-    spec.linux!.namespaces = ns;
-    atomicWrite(specPath, JSON.stringify(spec, null, 2));
-    return nsFile;
-  }
 
   private cdir(id: string): string { return this.containers.containerDir(id); }
   private sdir(id: string): string { return join(this.state, 'c', id.slice(0, 12)); }
@@ -515,9 +501,15 @@ export class Engine {
     const bundle = this.bundleDir(rec.id);
     const specPath = join(bundle, 'config.json');
     const spec = JSON.parse(readFileSync(specPath, 'utf8')) as Spec;
+    // The network namespace is made first (lo up, bound to a file; netns.ts createNetns) and the
+    // bundle joins it by path: restarts (by the monitor, through berth-oci) keep the same
+    // namespace, address and ports, and the CNI ADD runs while the init is being created.
+    const nsFile = this.netnsFile(rec.id);
     if (rec.network !== 'host') {
+      removeNetns(nsFile);
+      createNetns(nsFile);
       const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
-      ns.push({ type: 'network' });
+      ns.push({ type: 'network', path: nsFile });
       spec.linux!.namespaces = ns;
       atomicWrite(specPath, JSON.stringify(spec, null, 2));
     }
@@ -541,34 +533,35 @@ export class Engine {
         return { pid: c.record.pid, ptyMaster: c.ptyMaster };
       }
       : undefined;
-    let handle;
-    try {
-      handle = await startMonitor({
-        externalStart: inProcess, handoff, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
-        runtime: runtimePath, runtimeArgs: ['--root', join(this.state, 'runtime')],
-        id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
-        logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),
-        consoleSocket: join(sdir, 'console.sock'), terminal: rec.tty, stdin: rec.stdinOpen, start: false,
-        restart: rec.restartPolicy,
-      });
-    } catch (e) {
+    trace('start: netns ready');
+    const network: Promise<Attachment | null> = bridged
+      ? this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports, loopback: false })
+      : Promise.resolve(null);
+    const monitor = startMonitor({
+      externalStart: inProcess, handoff, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
+      runtime: runtimePath, runtimeArgs: ['--root', join(this.state, 'runtime')],
+      id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
+      logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),
+      consoleSocket: join(sdir, 'console.sock'), terminal: rec.tty, stdin: rec.stdinOpen, start: false,
+      restart: rec.restartPolicy,
+    });
+    // both settle before anything is undone: a DEL must not race its ADD
+    const [net, mon] = await Promise.allSettled([network, monitor]);
+    if (mon.status === 'rejected') {
       await this.cleanup(rec).catch(() => {});
-      throw new BerthError('ESTART', `cannot start container ${rec.name}: ${(e as Error).message.split('\n')[0]}`, { cause: e });
+      throw new BerthError('ESTART', `cannot start container ${rec.name}: ${(mon.reason as Error).message.split('\n')[0]}`, { cause: mon.reason });
     }
+    const handle = mon.value;
     trace('start: monitor reports created');
     rec.monitorPid = handle.monitorPid;
     rec.pid = handle.initPid;
     this.containers.save(rec);
     try {
-      if (bridged) {
-        const nsFile = this.pinNetns(rec.id, handle.initPid, spec, specPath);
-        const att = await this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports });
-        rec.ip = att.ip;
+      if (net.status === 'rejected') throw net.reason;
+      if (net.value) {
+        rec.ip = net.value.ip;
         this.containers.save(rec);
         this.writeHosts(rec);
-      } else if (rec.network === 'none') {
-        // lo only, no CNI; pinned so a restart keeps the same (empty) network namespace
-        this.pinNetns(rec.id, handle.initPid, spec, specPath);
       }
       trace('start: network up');
       if (opts.beforeStart) await opts.beforeStart(rec);
@@ -614,8 +607,13 @@ export class Engine {
       rec.finishedAt ??= new Date().toISOString();
       if (!rec.error && rec.monitorPid > 0) rec.error = 'the container monitor died';
     }
-    // The CNI DEL (plugin processes, the slow part) runs while the rest is torn down here.
+    // The netns file goes first: the kernel then destroys the namespace and the veth in it in
+    // the background (the init is gone or going), where the bridge plugin's DEL would delete the
+    // veth itself and wait for it (~30 ms of RCU grace periods); with the namespace gone, DEL
+    // only releases the address and port mappings (plugins accept a missing netns on DEL).
+    // That CNI DEL (plugin processes, still the slow part) runs while the rest is torn down here.
     const nsFile = this.netnsFile(rec.id);
+    removeNetns(nsFile);
     const network = rec.network !== 'none' && rec.network !== 'host'
       ? this.networks.disconnect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports }).catch(() => {})
       : Promise.resolve();
@@ -630,7 +628,6 @@ export class Engine {
     trace('cleanup: unmounted');
     await network;
     trace('cleanup: network down');
-    removeNetns(nsFile);
     rmSync(this.sdir(rec.id), { recursive: true, force: true });
     rec.ip = null;
     rec.resourcesUp = false;

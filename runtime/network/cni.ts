@@ -133,7 +133,8 @@ function resultFile(stateDir: string, list: NetworkConfList, rt: RuntimeConf): s
   return join(stateDir, `${list.name}-${rt.containerId}-${rt.ifname}.json`);
 }
 
-interface StoredAttachment { list: NetworkConfList; rt: RuntimeConf; result: CniResult }
+/** What an ADD stored: the conflist and runtime parameters it ran with, and its result. */
+export interface StoredAttachment { list: NetworkConfList; rt: RuntimeConf; result: CniResult }
 
 function store(file: string, data: StoredAttachment): void {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -145,6 +146,16 @@ function store(file: string, data: StoredAttachment): void {
 export function loadResult(list: NetworkConfList, rt: RuntimeConf, opts: CniOptions): CniResult | null {
   try {
     return (JSON.parse(readFileSync(resultFile(opts.stateDir, list, rt), 'utf8')) as StoredAttachment).result;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+/** The stored ADD (list, runtime parameters, result) for this attachment, or null. */
+export function loadAttachment(list: Pick<NetworkConfList, 'name'>, rt: RuntimeConf, opts: CniOptions): StoredAttachment | null {
+  try {
+    return JSON.parse(readFileSync(resultFile(opts.stateDir, list as NetworkConfList, rt), 'utf8')) as StoredAttachment;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw e;

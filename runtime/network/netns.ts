@@ -3,11 +3,96 @@
  * A netns file is a bind mount of /proc/<pid>/ns/net onto an empty file (what `ip netns add`
  * does), made through mount(2) — no iproute2. The engine passes either that file or
  * /proc/<initpid>/ns/net as CNI_NETNS.
+ *
+ * createNetns() makes a new namespace before any process lives in it (as `ip netns add` and
+ * podman do), so CNI can set it up while the container's init is being created: the calling
+ * thread (Node's main thread) unshares a network namespace, brings `lo` up in it (what the CNI
+ * loopback plugin does: SIOCSIFFLAGS IFF_UP), binds it to the file and returns to its own
+ * namespace with setns(2), all synchronously, so no JavaScript runs in between. Only the calling
+ * thread changes namespace (unshare/setns act on the thread); libuv's threads are untouched.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import koffi from 'koffi';
 import { MNT_DETACH, MS_BIND, mount, umount } from '../linux/libc.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, SyscallError } from '../errors.js';
+
+const CLONE_NEWNET = 0x40000000;
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
+const SOCK_CLOEXEC = 0o2000000;
+const SIOCGIFFLAGS = 0x8913;
+const SIOCSIFFLAGS = 0x8914;
+const IFF_UP = 0x1;
+
+interface NsFns {
+  unshare: (flags: number) => number;
+  setns: (fd: number, nstype: number) => number;
+  socket: (d: number, t: number, p: number) => number;
+  ioctl: (fd: number, req: number, arg: Buffer) => number;
+  close: (fd: number) => number;
+}
+let nsFns: NsFns | null = null;
+function nsLib(): NsFns {
+  if (nsFns) return nsFns;
+  const c = koffi.load('libc.so.6');
+  nsFns = {
+    unshare: c.func('int unshare(int flags)'),
+    setns: c.func('int setns(int fd, int nstype)'),
+    socket: c.func('int socket(int domain, int type, int protocol)'),
+    ioctl: c.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)'),
+    close: c.func('int close(int fd)'),
+  } as unknown as NsFns;
+  return nsFns;
+}
+
+/** Bring `lo` up in the calling thread's network namespace. */
+function loopbackUp(l: NsFns): void {
+  const fd = l.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw new SyscallError('socket', koffi.errno(), 'bring lo up in the new network namespace');
+  try {
+    const ifr = Buffer.alloc(40);
+    ifr.write('lo', 0, 'ascii');
+    if (l.ioctl(fd, SIOCGIFFLAGS, ifr) < 0) throw new SyscallError('ioctl(SIOCGIFFLAGS)', koffi.errno(), 'read the flags of lo');
+    ifr.writeUInt16LE(ifr.readUInt16LE(16) | IFF_UP, 16);
+    if (l.ioctl(fd, SIOCSIFFLAGS, ifr) < 0) throw new SyscallError('ioctl(SIOCSIFFLAGS)', koffi.errno(), 'bring lo up');
+  } finally {
+    l.close(fd);
+  }
+}
+
+/**
+ * Create a new network namespace with `lo` up and bind it to `file` (created, with its
+ * directory). On failure nothing is left: no file, no mount, and the calling thread is back in
+ * its own namespace (if even that fails the process aborts: it would go on in the wrong one).
+ */
+export function createNetns(file: string): void {
+  const l = nsLib();
+  mkdirSync(dirname(file), { recursive: true });
+  closeSync(openSync(file, 'a', 0o444));
+  const home = openSync('/proc/thread-self/ns/net', 'r');
+  let err: unknown = null;
+  try {
+    if (l.unshare(CLONE_NEWNET) < 0) throw new SyscallError('unshare(CLONE_NEWNET)', koffi.errno(), `create network namespace ${file}`);
+    try {
+      loopbackUp(l);
+      mount('/proc/thread-self/ns/net', file, null, MS_BIND);
+    } finally {
+      if (l.setns(home, CLONE_NEWNET) < 0) {
+        process.stderr.write(`berth: cannot return to the host network namespace (errno ${koffi.errno()}); aborting\n`);
+        process.abort();
+      }
+    }
+  } catch (e) {
+    err = e;
+  } finally {
+    closeSync(home);
+  }
+  if (err) {
+    rmSync(file, { force: true });
+    throw err;
+  }
+}
 
 /** Bind-mount pid's network namespace onto `file` (created, with its directory). */
 export function bindNetns(pid: number, file: string): void {

@@ -2,14 +2,17 @@
  * Network definitions and container attachment. Networks are JSON records under
  * `<root>/networks/` (created atomically with link(), so two concurrent creates of one name
  * cannot both win); each becomes a CNI conflist: bridge (host-local IPAM, dataDir under the
- * root, isGateway, no ipMasq) + portmap (portMappings capability). The default network "berth"
- * uses bridge berth0 on 10.203.0.0/16. Containers also get `lo` up through the loopback plugin.
+ * root, isGateway, no ipMasq) + portmap (portMappings capability) when ports are published; the
+ * portmap plugin is left out of an attachment without ports (it would do nothing but cost an exec),
+ * and DEL runs it whenever the stored ADD had ports, or when nothing was stored. The default
+ * network "berth" uses bridge berth0 on 10.203.0.0/16. `lo` is brought up by the loopback plugin
+ * (in parallel with the bridge) unless the caller did it (the engine: netns.ts createNetns).
  */
 import { linkSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BerthError, ConfigError, NotFoundError } from '../errors.js';
-import { addNetworkList, delNetworkList, checkNetworkList, CNI_VERSION, type CniResult, type NetworkConfList } from './cni.js';
+import { addNetworkList, delNetworkList, checkNetworkList, loadAttachment, CNI_VERSION, type CniResult, type NetworkConfList, type RuntimeConf } from './cni.js';
 import { deleteBridge } from './bridge-ioctl.js';
 
 export const DEFAULT_NETWORK = 'berth';
@@ -219,8 +222,8 @@ export class NetworkStore {
     try { deleteBridge(this.get(this.o.defaultName).bridge); } catch (e) { if (!(e instanceof NotFoundError)) throw e; }
   }
 
-  /** The CNI conflist for a network. */
-  confList(def: NetworkDef): NetworkConfList {
+  /** The CNI conflist for a network; without portmap when `portmap` is false. */
+  confList(def: NetworkDef, opts: { portmap?: boolean } = {}): NetworkConfList {
     const c = parseCidr(def.subnet);
     return {
       cniVersion: CNI_VERSION,
@@ -234,7 +237,7 @@ export class NetworkStore {
             routes: [{ dst: '0.0.0.0/0' }],
           },
         },
-        { type: 'portmap', capabilities: { portMappings: true }, snat: true },
+        ...(opts.portmap === false ? [] : [{ type: 'portmap', capabilities: { portMappings: true }, snat: true }]),
       ],
     };
   }
@@ -247,36 +250,65 @@ export class NetworkStore {
     return { stateDir: this.stateDir, pluginPath: this.o.pluginPath };
   }
 
-  /** Bring lo up and attach the container's netns to a network (ADD; result stored). */
+  /**
+   * Attach the container's netns to a network (ADD; result stored), and bring lo up through the
+   * loopback plugin (in parallel) unless `loopback` is false. portmap runs only with ports.
+   */
   async connect(network: string, c: { containerId: string; netns: string; ifname?: string; ports?: PortMapping[]; loopback?: boolean }): Promise<Attachment> {
     const def = network === this.o.defaultName ? this.ensureDefault() : this.get(network);
     const ifname = c.ifname ?? 'eth0';
-    if (c.loopback !== false) await addNetworkList(this.loopbackList(), { containerId: c.containerId, netns: c.netns, ifname: 'lo' }, this.cniOpts());
-    const rt = { containerId: c.containerId, netns: c.netns, ifname, capabilityArgs: c.ports?.length ? { portMappings: c.ports } : undefined };
-    let result: CniResult;
-    try {
-      result = await addNetworkList(this.confList(def), rt, this.cniOpts());
-    } catch (e) {
-      if (c.loopback !== false) await delNetworkList(this.loopbackList(), { containerId: c.containerId, netns: c.netns, ifname: 'lo' }, this.cniOpts()).catch(() => {});
-      throw e;
+    const ports = c.ports?.length ? c.ports : null;
+    const rt: RuntimeConf = { containerId: c.containerId, netns: c.netns, ifname, capabilityArgs: ports ? { portMappings: ports } : undefined };
+    const lo: RuntimeConf = { containerId: c.containerId, netns: c.netns, ifname: 'lo' };
+    const [loR, brR] = await Promise.allSettled([
+      c.loopback !== false ? addNetworkList(this.loopbackList(), lo, this.cniOpts()) : Promise.resolve(null),
+      addNetworkList(this.confList(def, { portmap: !!ports }), rt, this.cniOpts()),
+    ]);
+    if (loR.status === 'rejected' || brR.status === 'rejected') {
+      // each addNetworkList undid itself; undo the one that worked
+      if (loR.status === 'fulfilled' && loR.value) await delNetworkList(this.loopbackList(), lo, this.cniOpts()).catch(() => {});
+      if (brR.status === 'fulfilled') await this.disconnect(network, { ...c, loopback: false }).catch(() => {});
+      throw brR.status === 'rejected' ? brR.reason : (loR as PromiseRejectedResult).reason;
     }
+    const result = brR.value;
     const ip = result.ips?.find((x) => x.address.includes('.'))?.address.split('/')[0] ?? null;
     return { network: def.name, ifname, result, ip };
   }
 
-  /** DEL the attachment (idempotent; works after the netns is gone). */
+  /**
+   * DEL the attachment (idempotent; works after the netns is gone). portmap runs when ports are
+   * given, when the stored ADD had port mappings, or when no ADD is stored (to be safe); the
+   * loopback plugin's DEL only when its ADD is stored (and not `loopback: false`), in parallel.
+   */
   async disconnect(network: string, c: { containerId: string; netns: string; ifname?: string; ports?: PortMapping[]; loopback?: boolean }): Promise<void> {
     let def: NetworkDef | null = null;
     try { def = this.get(network); } catch (e) { if (!(e instanceof NotFoundError)) throw e; }
     const ifname = c.ifname ?? 'eth0';
-    if (def) {
-      await delNetworkList(this.confList(def), { containerId: c.containerId, netns: c.netns, ifname, capabilityArgs: c.ports?.length ? { portMappings: c.ports } : undefined }, this.cniOpts());
-    }
-    if (c.loopback !== false) await delNetworkList(this.loopbackList(), { containerId: c.containerId, netns: c.netns, ifname: 'lo' }, this.cniOpts());
+    const lo: RuntimeConf = { containerId: c.containerId, netns: c.netns, ifname: 'lo' };
+    const delBridge = async (): Promise<void> => {
+      if (!def) return;
+      const rt: RuntimeConf = { containerId: c.containerId, netns: c.netns, ifname, capabilityArgs: c.ports?.length ? { portMappings: c.ports } : undefined };
+      const stored = loadAttachment({ name: def.name }, rt, this.cniOpts());
+      const storedPorts = stored?.rt.capabilityArgs?.portMappings;
+      const portmap = !!c.ports?.length || !stored || (Array.isArray(storedPorts) && storedPorts.length > 0) || stored.list.plugins.some((p) => p.type === 'portmap');
+      await delNetworkList(this.confList(def, { portmap }), rt, this.cniOpts());
+    };
+    const delLo = async (): Promise<void> => {
+      if (c.loopback === false || !loadAttachment(this.loopbackList(), lo, this.cniOpts())) return;
+      await delNetworkList(this.loopbackList(), lo, this.cniOpts());
+    };
+    const [a, b] = await Promise.allSettled([delBridge(), delLo()]);
+    if (a.status === 'rejected') throw a.reason;
+    if (b.status === 'rejected') throw b.reason;
   }
 
   /** CHECK a stored attachment. */
   async check(network: string, c: { containerId: string; netns: string; ifname?: string }): Promise<void> {
-    await checkNetworkList(this.confList(this.get(network)), { containerId: c.containerId, netns: c.netns, ifname: c.ifname ?? 'eth0' }, this.cniOpts());
+    const def = this.get(network);
+    const rt: RuntimeConf = { containerId: c.containerId, netns: c.netns, ifname: c.ifname ?? 'eth0' };
+    // the plugins the ADD ran (portmap only with ports)
+    const stored = loadAttachment({ name: def.name }, rt, this.cniOpts());
+    const portmap = stored ? stored.list.plugins.some((p) => p.type === 'portmap') : true;
+    await checkNetworkList(this.confList(def, { portmap }), { ...rt, capabilityArgs: stored?.rt.capabilityArgs }, this.cniOpts());
   }
 }
