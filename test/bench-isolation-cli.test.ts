@@ -4,9 +4,10 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { leftoversWithPrefix } from './helpers/leftovers.js';
 
 t.setTimeout(180_000);
 
@@ -24,18 +25,7 @@ function berth(args: string[], opts: { onStderr?: (s: string, child: ReturnType<
   });
 }
 
-function benchLeftovers(): string[] {
-  const out: string[] = [];
-  for (const h of readdirSync('/sys/fs/cgroup')) {
-    if (h.startsWith('berth-bench-')) out.push(`cgroup ${h}`); // pure v2: parents sit at the root
-    let names: string[] = [];
-    try { names = readdirSync(join('/sys/fs/cgroup', h)); } catch { continue; }
-    for (const n of names) if (n.startsWith('berth-bench-')) out.push(`cgroup ${h}/${n}`);
-  }
-  for (const n of readdirSync(tmpdir())) if (n.startsWith('berth-bench-')) out.push(`tmp ${n}`);
-  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) if (l.includes('berth-bench-')) out.push(`mount ${l}`);
-  return out;
-}
+const benchLeftovers = (): string[] => leftoversWithPrefix('berth-bench-');
 const before = new Set(benchLeftovers());
 const leaked = () => benchLeftovers().filter((x) => !before.has(x));
 

@@ -13,22 +13,11 @@ import { formatTable } from '../runtime/bench/table.js';
 import { percentile, histogram } from '../runtime/bench/stats.js';
 import { devNumbers } from '../runtime/bench/experiments/blkio.js';
 import type { BenchReport, ExperimentResult } from '../runtime/bench/types.js';
+import { leftoversWithPrefix } from './helpers/leftovers.js';
 
 t.setTimeout(300_000);
 
-/** berth-bench-* names present now: cgroup parents, temp dirs, mount points. */
-function benchLeftovers(): string[] {
-  const out: string[] = [];
-  for (const h of readdirSync('/sys/fs/cgroup')) {
-    if (h.startsWith('berth-bench-')) out.push(`cgroup ${h}`); // pure v2: parents sit at the root
-    let names: string[] = [];
-    try { names = readdirSync(join('/sys/fs/cgroup', h)); } catch { continue; }
-    for (const n of names) if (n.startsWith('berth-bench-')) out.push(`cgroup ${h}/${n}`);
-  }
-  for (const n of readdirSync(tmpdir())) if (n.startsWith('berth-bench-')) out.push(`tmp ${n}`);
-  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) if (l.includes('berth-bench-')) out.push(`mount ${l}`);
-  return out;
-}
+const benchLeftovers = (): string[] => leftoversWithPrefix('berth-bench-');
 
 function children(): number[] {
   const me = String(process.pid);

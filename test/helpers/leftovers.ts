@@ -44,3 +44,20 @@ export function baseline(): Leftovers {
     return { mounts: [], cgroups: [], veths: [], netns: [], procs: [] };
   }
 }
+
+/**
+ * Names starting with prefix present now: cgroup directories one level below each v1 hierarchy
+ * (or at the root of a pure v2 mount), temp dirs, mount points.
+ */
+export function leftoversWithPrefix(prefix: string): string[] {
+  const out: string[] = [];
+  for (const h of readdirSync('/sys/fs/cgroup')) {
+    if (h.startsWith(prefix)) out.push(`cgroup ${h}`); // pure v2: parents sit at the root
+    let names: string[] = [];
+    try { names = readdirSync(join('/sys/fs/cgroup', h)); } catch { continue; }
+    for (const n of names) if (n.startsWith(prefix)) out.push(`cgroup ${h}/${n}`);
+  }
+  for (const n of readdirSync(tmpdir())) if (n.startsWith(prefix)) out.push(`tmp ${n}`);
+  for (const l of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) if (l.includes(prefix)) out.push(`mount ${l}`);
+  return out;
+}
