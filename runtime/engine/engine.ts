@@ -373,7 +373,7 @@ export class Engine {
     const undo: (() => void)[] = [() => this.containers.releaseName(name, id), () => rmSync(dir, { recursive: true, force: true })];
     try {
       mkdirSync(dir, { recursive: true, mode: 0o711 });
-      this.mountRootfs(id, rf.lowerDirs);
+      this.mountRootfs(id, rf.lowerDirs, !!o.rm);
       undo.push(() => this.unmountRootfs(id));
       const rootfs = join(dir, 'rootfs');
       const readEtc = (f: string): string => { try { return readFileSync(join(rootfs, 'etc', f), 'utf8'); } catch { return ''; } };
@@ -459,12 +459,25 @@ export class Engine {
 
   private defaultNetworkName(): string { return this.networks.ensureDefault().name; }
 
-  private mountRootfs(id: string, lowers: string[]): void {
+  /**
+   * Mount the container's overlay rootfs. `volatile` (--rm containers, whose upper layer is
+   * thrown away when they exit; podman does the same for --rm): overlayfs skips syncing the upper
+   * filesystem, above all on unmount, which otherwise flushes the whole host filesystem under it
+   * (15-50 ms on every `run --rm` here). A volatile mount leaves work/work/incompat/volatile,
+   * which makes overlayfs refuse any later mount of the same upper: only such a container has
+   * it, and its upper is disposable, so it is removed before mounting again. Kernels without
+   * the option (< 5.10) get a plain mount.
+   */
+  private mountRootfs(id: string, lowers: string[], volatile = false): void {
     const dir = this.cdir(id);
     const target = join(dir, 'rootfs');
     if (isMountpoint(target)) return;
     for (const d of ['upper', 'work', 'rootfs']) mkdirSync(join(dir, d), { recursive: true, mode: 0o755 });
+    rmSync(join(dir, 'work', 'work', 'incompat'), { recursive: true, force: true });
     const data = `lowerdir=${[...lowers].reverse().join(':')},upperdir=${join(dir, 'upper')},workdir=${join(dir, 'work')}`;
+    if (volatile) {
+      try { mount('overlay', target, 'overlay', 0, `${data},volatile`); return; } catch { /* no volatile here: plain mount */ }
+    }
     mount('overlay', target, 'overlay', 0, data);
   }
 
@@ -493,7 +506,7 @@ export class Engine {
     const inProcess = isBerthOci(runtimePath);
     if (inProcess && process.env.BERTH_CLI_CREATE !== '1') warmCgroupMigration();
     const rf = await this.images.rootfsFor(rec.imageId);
-    this.mountRootfs(rec.id, rf.lowerDirs);
+    this.mountRootfs(rec.id, rf.lowerDirs, rec.autoRemove);
     const sdir = this.sdir(rec.id);
     rmSync(sdir, { recursive: true, force: true });
     mkdirSync(sdir, { recursive: true, mode: 0o700 });
@@ -749,7 +762,7 @@ export class Engine {
     const rec = this.get(ref);
     const target = join(this.cdir(rec.id), 'rootfs');
     const wasMounted = isMountpoint(target);
-    if (!wasMounted) this.mountRootfs(rec.id, (await this.images.rootfsFor(rec.imageId)).lowerDirs);
+    if (!wasMounted) this.mountRootfs(rec.id, (await this.images.rootfsFor(rec.imageId)).lowerDirs, rec.autoRemove);
     try {
       await packTreeTo(target, out);
     } finally {

@@ -1,0 +1,97 @@
+/**
+ * `berth run --rm` mounts the container's overlay with `volatile` (its upper layer is thrown away
+ * at exit, so the unmount need not flush the host filesystem); containers without --rm keep the
+ * ordinary, synced mount; and a --rm container's rootfs can be mounted again after a volatile
+ * mount (overlayfs refuses that while work/work/incompat/volatile exists; the engine removes it).
+ * Real registry, CLI from source, own root/state/cgroup parent; nothing is left behind.
+ */
+import t from 'tap';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startRegistry, type TestRegistry } from './fixtures/registry.js';
+import { baseImage, pushTestImage } from './fixtures/images.js';
+import { Engine, isMountpoint } from '../runtime/engine/engine.js';
+
+t.setTimeout(300000);
+
+const rand = randomBytes(3).toString('hex');
+const dir = mkdtempSync(join(tmpdir(), 'berth-rmvol-'));
+const root = join(dir, 'root');
+const state = join(dir, 's');
+const cgParent = `berth-voltest-${rand}`;
+const env = { ...process.env, BERTH_CGROUP_PARENT: cgParent };
+let reg: TestRegistry | undefined;
+let IMG = '';
+
+function berth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli/berth-main.ts', '--root', root, '--state', state, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.on('data', (d) => { stdout += d; });
+    child.stderr.on('data', (d) => { stderr += d; });
+    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`berth ${args.join(' ')} timed out`)); }, 120000);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
+  });
+}
+
+const mountsUnder = (p: string): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(p));
+
+t.before(async () => {
+  reg = await startRegistry();
+  IMG = (await pushTestImage(reg.host, 'berth/busybox', 'latest', await baseImage())).ref;
+  const p = await berth(['pull', IMG]);
+  if (p.code !== 0) throw new Error(`pull: ${p.stderr}`);
+});
+
+t.teardown(async () => {
+  try {
+    const ids = (await berth(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await berth(['rm', '-f', ...ids]);
+  } finally {
+    for (const m of mountsUnder(dir).reverse()) { try { execFileSync('umount', ['-l', m]); } catch { /* gone */ } }
+    for (const c of readdirSync('/sys/fs/cgroup')) { try { rmdirSync(join('/sys/fs/cgroup', c, cgParent)); } catch { /* absent */ } }
+    await reg?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const rootLine = 'grep " / " /proc/self/mountinfo';
+
+t.test('run --rm: the rootfs overlay is volatile; without --rm it is not', async (t) => {
+  const rm = await berth(['run', '--rm', '--network', 'none', IMG, 'sh', '-c', rootLine]);
+  t.equal(rm.code, 0, rm.stderr);
+  t.match(rm.stdout, / overlay overlay .*fsync=volatile/, '--rm: volatile');
+  const keep = await berth(['run', '--name', `keep-${rand}`, '--network', 'none', IMG, 'sh', '-c', `${rootLine}; echo data > /kept`]);
+  t.equal(keep.code, 0, keep.stderr);
+  t.match(keep.stdout, / overlay overlay /);
+  t.notMatch(keep.stdout, /fsync=volatile/, 'without --rm: the ordinary synced mount');
+  const id = (JSON.parse((await berth(['inspect', `keep-${rand}`])).stdout) as { Id: string }[])[0].Id;
+  t.equal(readFileSync(join(root, 'containers', id, 'upper', 'kept'), 'utf8'), 'data\n', 'its upper layer kept the write');
+  t.equal((await berth(['rm', `keep-${rand}`])).code, 0);
+});
+
+t.test('a --rm container is mounted again after its volatile mount went away', async (t) => {
+  const e = await Engine.open({ root, state, cgroupParent: cgParent });
+  t.teardown(() => e.close());
+  const rec = await e.create({ image: IMG, rm: true, network: 'none', args: ['true'] });
+  t.teardown(async () => { await e.rm(rec.id, { force: true }).catch(() => {}); });
+  const rootfs = join(root, 'containers', rec.id, 'rootfs');
+  t.ok(isMountpoint(rootfs), 'mounted by create');
+  t.ok(existsSync(join(root, 'containers', rec.id, 'work', 'work', 'incompat', 'volatile')), 'overlayfs marked the work dir volatile');
+  execFileSync('umount', [rootfs]);
+  t.notOk(isMountpoint(rootfs), 'unmounted (as after the container stopped)');
+  let bytes = 0;
+  await e.exportTo(rec.id, new Writable({ write(chunk: Buffer, _enc, cb) { bytes += chunk.length; cb(); } }));
+  t.ok(bytes > 100000, `export mounted it again and read the tree (${bytes} bytes)`);
+  const started = await e.start(rec.id);
+  t.equal(started.status, 'running', 'and start mounts it again too');
+  const done = await e.wait(rec.id);
+  t.equal(done.exitCode, 0);
+  await e.rm(rec.id, { force: true });
+  t.notOk(existsSync(join(root, 'containers', rec.id)), 'removed');
+  t.same(mountsUnder(join(root, 'containers')), [], 'no container mounts left');
+});
