@@ -61,7 +61,8 @@ function loadBundle(st) {
       gen = Number(g) || 0;
     }
   } catch { /* no cache yet */ }
-  const script = new vm.Script(Module.wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData });
+  // latin1: the bundle is pure ASCII (scripts/bundle-berth.mjs checks), and this skips UTF-8 decoding.
+  const script = new vm.Script(Module.wrap(readFileSync(bundle, 'latin1')), { filename: bundle, cachedData });
   const mod = { exports: {} };
   script.runInThisContext()(mod.exports, createRequire(bundle), mod, bundle, dist);
   const saveCache = () => {

@@ -8,21 +8,24 @@
  *    esbuild wraps every module reached only through import() (and what only it imports) in a
  *    lazy __esm initialiser, so `berth ps` still never evaluates the images or bench modules.
  *  - koffi, tar-stream and zlib are replaced by lazy shims, loaded at their first use (below).
- *  - import.meta.url: each module gets the URL of its own compiled file in dist/ (e.g.
+ *  - import.meta: each module gets the URL of its own compiled file in dist/ (e.g.
  *    dist/runtime/engine/engine.js), so paths found relative to it (bin/berth-oci.js,
- *    native/build/…) resolve exactly as they do when the modules run from dist/.
+ *    native/build/…, worker files) resolve exactly as they do when the modules run from dist/.
  *
  * dist/berth.inputs.json lists the sources with their mtimes: bin/berth.cjs falls back to the
  * compiled modules (dist/runtime/cli/berth.js) when any of them changed since.
  * esbuild comes with tsx (a devDependency); when it is missing the step is skipped with a note.
  */
 import { fileURLToPath } from 'node:url';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const out = join(root, 'dist/berth.cjs');
+// --outdir DIR: write berth.cjs and berth.inputs.json there instead of dist/ (test/cli-bundle.test.ts).
+const outdirArg = process.argv.indexOf('--outdir');
+const outdir = outdirArg > 0 ? resolve(process.argv[outdirArg + 1] ?? '') : join(root, 'dist');
+const out = join(outdir, 'berth.cjs');
 
 let esbuild;
 try {
@@ -71,22 +74,40 @@ const bundledPackages = {
   },
 };
 
-/** import.meta.url → the URL of the module's compiled twin under dist/ (see the header). */
-const metaUrl = {
-  name: 'meta-url',
+/** import.meta → the module's compiled twin under dist/ (see the header): __bundle_meta("<dist path>"). */
+const importMeta = {
+  name: 'import-meta',
   setup(build) {
     build.onLoad({ filter: /\.ts$/ }, (args) => {
       const src = readFileSync(args.path, 'utf8');
-      if (!src.includes('import.meta.url')) return undefined;
+      if (!src.includes('import.meta')) return undefined;
       const rel = relative(root, args.path).replace(/\.ts$/, '.js');
       if (rel.startsWith('..')) throw new Error(`bundle-berth: ${args.path} is outside the package`);
-      return { loader: 'ts', contents: src.replaceAll('import.meta.url', `__bundle_url(${JSON.stringify(rel)})`) };
+      return { loader: 'ts', contents: src.replace(/\bimport\.meta\b/g, `__bundle_meta(${JSON.stringify(rel)})`) };
     });
   },
 };
 
+/**
+ * The banner: strict mode first (esbuild's own "use strict" comes after the banner, where it is no
+ * directive), then __bundle_meta: import.meta for the module whose compiled file is dist/<rel>.
+ * Its resolve() uses require's resolution, close to import.meta.resolve's for what berth resolves.
+ */
+const banner = `'use strict';
+const __bundle_meta = ((cache) => (rel) => {
+  let m = cache.get(rel);
+  if (!m) {
+    const { dirname, join } = require('node:path'), { pathToFileURL } = require('node:url');
+    const filename = join(__dirname, rel);
+    m = { url: pathToFileURL(filename).href, filename, dirname: dirname(filename), resolve: (s) => pathToFileURL(require('node:module').createRequire(filename).resolve(s)).href };
+    cache.set(rel, m);
+  }
+  return m;
+})(new Map());`;
+
 rmSync(`${out}.cache`, { force: true });
 const result = await esbuild.build({
+  absWorkingDir: root,
   entryPoints: [join(root, 'runtime/cli/berth.ts')],
   outfile: out,
   bundle: true,
@@ -94,18 +115,25 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyDefault, bundledPackages, metaUrl],
-  banner: { js: "const __bundle_url = (rel) => require('node:url').pathToFileURL(require('node:path').join(__dirname, rel)).href;" },
+  plugins: [lazyDefault, bundledPackages, importMeta],
+  banner: { js: banner },
   legalComments: 'none',
+  // No comments or indentation: a third less to read and hash on every call. Names stay (stack
+  // traces stay readable), and the output is pure ASCII (esbuild escapes the rest), which
+  // bin/berth.cjs relies on to read it as latin1, without UTF-8 decoding.
+  minifyWhitespace: true,
+  charset: 'ascii',
   logLevel: 'warning',
   metafile: true,
 });
+
+if (readFileSync(out).some((b) => b > 0x7f)) throw new Error(`bundle-berth: ${out} is not pure ASCII`);
 
 // Source files (relative to the package root) and their mtimes, for bin/berth.cjs's staleness check.
 const inputs = {};
 for (const file of Object.keys(result.metafile.inputs)) {
   if (file.includes(':')) continue; // virtual modules (the lazy shims)
-  const abs = join(process.cwd(), file);
+  const abs = join(root, file);
   inputs[relative(root, abs)] = statSync(abs).mtimeMs;
 }
-writeFileSync(join(root, 'dist/berth.inputs.json'), `${JSON.stringify(inputs)}\n`);
+writeFileSync(join(outdir, 'berth.inputs.json'), `${JSON.stringify(inputs)}\n`);
