@@ -168,6 +168,11 @@ export function isMountpoint(path: string): boolean {
   return info.split('\n').some((l) => l.split(' ')[4] === esc);
 }
 
+/** The namespaces with the network one joining `path`. */
+function withNetnsPath(namespaces: NonNullable<NonNullable<Spec['linux']>['namespaces']>, path: string): NonNullable<NonNullable<Spec['linux']>['namespaces']> {
+  return [...namespaces.filter((n) => n.type !== 'network'), { type: 'network', path }];
+}
+
 function atomicWrite(path: string, text: string, mode = 0o644): void {
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, text, { mode });
@@ -431,7 +436,9 @@ export class Engine {
         ulimits: p.ulimits, volumes, tmpfs: p.tmpfs, initPath: o.init ? initBinary() : undefined,
       }, {
         rootfs, cgroupsPath: this.cgroupsPath(id), passwd, group, hostsFile: files.hosts, hostnameFile: files.hostname,
-        resolvFile: files.resolv, network: p.network === 'host' ? 'host' : 'new', defaultHostname: hostname,
+        resolvFile: files.resolv, defaultHostname: hostname,
+        // the namespace file start() creates (netns.ts createNetns): start need not rewrite the bundle
+        network: p.network === 'host' ? 'host' : { path: this.netnsFile(id) },
       });
       void user;
       mkdirSync(this.bundleDir(id), { recursive: true });
@@ -505,8 +512,8 @@ export class Engine {
     const runtimePath = this.runtimePath ?? defaultRuntimePath();
     const inProcess = isBerthOci(runtimePath);
     if (inProcess && process.env.BERTH_CLI_CREATE !== '1') warmCgroupMigration();
-    const rf = await this.images.rootfsFor(rec.imageId);
-    this.mountRootfs(rec.id, rf.lowerDirs, rec.autoRemove);
+    // mounted since create (berth run) unless the container ran and stopped: only then the image store
+    if (!isMountpoint(join(this.cdir(rec.id), 'rootfs'))) this.mountRootfs(rec.id, (await this.images.rootfsFor(rec.imageId)).lowerDirs, rec.autoRemove);
     const sdir = this.sdir(rec.id);
     rmSync(sdir, { recursive: true, force: true });
     mkdirSync(sdir, { recursive: true, mode: 0o700 });
@@ -521,14 +528,17 @@ export class Engine {
     if (rec.network !== 'host') {
       removeNetns(nsFile);
       createNetns(nsFile);
-      const ns = spec.linux!.namespaces!.filter((n) => n.type !== 'network');
-      ns.push({ type: 'network', path: nsFile });
-      spec.linux!.namespaces = ns;
-      atomicWrite(specPath, JSON.stringify(spec, null, 2));
+      // create() already names the file (bundles of older containers may not)
+      if (!spec.linux!.namespaces!.some((n) => n.type === 'network' && n.path === nsFile)) {
+        spec.linux!.namespaces = withNetnsPath(spec.linux!.namespaces!, nsFile);
+        atomicWrite(specPath, JSON.stringify(spec, null, 2));
+      }
     }
-    rec.resourcesUp = true;
-    rec.error = null;
-    this.containers.save(rec);
+    if (!rec.resourcesUp || rec.error !== null) {
+      rec.resourcesUp = true;
+      rec.error = null;
+      this.containers.save(rec);
+    }
     trace('start: bundle ready');
     // With berth-oci the engine starts the container (and, when it waits for the exit itself, deletes
     // it) in-process through Runtime: no berth-oci process on those steps. Other runtimes
@@ -568,14 +578,11 @@ export class Engine {
     trace('start: monitor reports created');
     rec.monitorPid = handle.monitorPid;
     rec.pid = handle.initPid;
+    if (net.status === 'fulfilled' && net.value) rec.ip = net.value.ip;
     this.containers.save(rec);
     try {
       if (net.status === 'rejected') throw net.reason;
-      if (net.value) {
-        rec.ip = net.value.ip;
-        this.containers.save(rec);
-        this.writeHosts(rec);
-      }
+      if (net.value) this.writeHosts(rec);
       trace('start: network up');
       if (opts.beforeStart) await opts.beforeStart(rec);
       trace('start: attached');
