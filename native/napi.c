@@ -20,6 +20,8 @@
  *   zygoteSocketpair(out: Int32Array[2])                   berth_zygote_socketpair
  *   zygoteSpawn(sock, cfg: Buffer, fds: Int32Array,        berth_zygote_spawn (see spawn.h)
  *               out: Int32Array[5], err: Buffer)
+ *   zygoteSend(sock, cfg: Buffer, fds: Int32Array)         berth_zygote_send: the first half of zygoteSpawn
+ *   zygoteRecv(sock, out: Int32Array[5], err: Buffer)      berth_zygote_recv: its second half
  *
  * The Node-API declarations are written out here (they are a stable C ABI, resolved from the
  * node binary at load time), so building needs no Node headers.
@@ -236,11 +238,34 @@ static napi_value js_zygote_spawn(napi_env env, napi_callback_info info)
 	return ret(env, berth_zygote_spawn(sock, cfg, cfglen, fds, (uint32_t)nfds, out, err, errlen));
 }
 
+static napi_value js_zygote_send(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t sock, *fds;
+	void *cfg;
+	size_t cfglen, nfds;
+	if (get_args(env, info, &a, 3) || arg_i32(&a, 0, &sock) || arg_buf(&a, 1, &cfg, &cfglen) || arg_i32s(&a, 2, &fds, &nfds))
+		return ret(env, -EINVAL);
+	return ret(env, berth_zygote_send(sock, cfg, cfglen, fds, (uint32_t)nfds));
+}
+
+static napi_value js_zygote_recv(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t sock, *out;
+	void *err;
+	size_t outlen, errlen;
+	if (get_args(env, info, &a, 3) || arg_i32(&a, 0, &sock) || arg_i32s(&a, 1, &out, &outlen) || outlen < 5 || arg_buf(&a, 2, &err, &errlen))
+		return ret(env, -EINVAL);
+	return ret(env, berth_zygote_recv(sock, out, err, errlen));
+}
+
 static const struct { const char *name; napi_callback fn; } FUNCS[] = {
 	{ "spawn", js_spawn }, { "syncSend", js_sync_send }, { "sendFd", js_send_fd }, { "recvFd", js_recv_fd },
 	{ "socketpair", js_socketpair }, { "unixConnectSendFd", js_unix_connect_send_fd }, { "mknod", js_mknod },
 	{ "close", js_close }, { "pidfdOpen", js_pidfd_open }, { "pidfdSendSignal", js_pidfd_send_signal },
 	{ "waitpid", js_waitpid }, { "zygoteSocketpair", js_zygote_socketpair }, { "zygoteSpawn", js_zygote_spawn },
+	{ "zygoteSend", js_zygote_send }, { "zygoteRecv", js_zygote_recv },
 };
 
 __attribute__((visibility("default"))) int32_t node_api_module_get_api_version_v1(void) { return 1; }

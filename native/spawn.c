@@ -574,12 +574,21 @@ static void dev_fail(const char *what, const char *path, int err)
 	die("dev", err);
 }
 
+/* The parent directory of the last device made (most devices share /dev): path and O_PATH fd. */
+static char g_devdir[PATH_MAX];
+static int g_devdirfd = -1;
+
 static void create_device(int rootfd, const struct dev_entry *d)
 {
 	char dir[PATH_MAX];
 	dir_name(dir, sizeof dir, d->path);
-	int dfd = mkpath_in_root(rootfd, dir, 1, 0);
-	if (dfd < 0) dev_fail("create parent directory of device", d->path, -dfd);
+	if (g_devdirfd < 0 || strcmp(dir, g_devdir)) {
+		if (g_devdirfd >= 0) close(g_devdirfd);
+		g_devdirfd = mkpath_in_root(rootfd, dir, 1, 0);
+		if (g_devdirfd < 0) dev_fail("create parent directory of device", d->path, -g_devdirfd);
+		memcpy(g_devdir, dir, strlen(dir) + 1);
+	}
+	int dfd = g_devdirfd;
 	const char *name = base_name(d->path);
 	if (C->userns) {
 		/* mknod is not allowed in a user namespace: bind the host's node instead (as runc). */
@@ -602,7 +611,6 @@ static void create_device(int rootfd, const struct dev_entry *d)
 		}
 		if (fchownat(dfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0) dev_fail("chown device", d->path, errno);
 	}
-	close(dfd);
 }
 
 static void setup_dev(int rootfd)
@@ -803,11 +811,17 @@ static void cap_fail(const char *what, int cap, int err)
 
 static void drop_bounding(void)
 {
+	/* Dropping a capability that is already out of the set succeeds, so no PR_CAPBSET_READ first
+	 * (half the syscalls); EINVAL means past CAP_LAST_CAP. */
 	for (int c = 0; c < 64; c++) {
-		int r = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
-		if (r < 0) break; /* past CAP_LAST_CAP */
-		if (r == 1 && !(C->cap_bounding & (1ULL << c)))
-			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) cap_fail("drop from bounding set", c, errno);
+		if (C->cap_bounding & (1ULL << c)) continue;
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0) {
+			int e = errno;
+			if (e == EINVAL) break;
+			/* Without CAP_SETPCAP every drop fails: fine for one that is already gone. */
+			if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) == 0) continue;
+			cap_fail("drop from bounding set", c, e);
+		}
 	}
 }
 
@@ -968,6 +982,7 @@ __attribute__((noreturn)) static void child_main(struct config *cfg)
 		for (uint32_t i = 0; i < C->nmounts; i++) do_mount(rootfd, &C->mounts[i]);
 		if (C->setup_dev) setup_dev(rootfd);
 		for (uint32_t i = 0; i < C->ndev; i++) create_device(rootfd, &C->devs[i]);
+		if (g_devdirfd >= 0) { close(g_devdirfd); g_devdirfd = -1; }
 	}
 	do_sysctls();
 
@@ -1230,9 +1245,8 @@ int berth_zygote_serve(int sock)
 	}
 }
 
-int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen)
+int berth_zygote_send(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds)
 {
-	out[4] = 1; /* transport failure unless a reply arrives */
 	if (nfds > BERTH_ZYGOTE_MAX_FDS) return -E2BIG;
 	struct iovec iov = { (void *)cfg, cfglen };
 	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * BERTH_ZYGOTE_MAX_FDS)]; } ctl;
@@ -1248,7 +1262,12 @@ int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_
 	}
 	ssize_t n;
 	do n = sendmsg(sock, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-	if (n < 0) return -errno;
+	return n < 0 ? -errno : 0;
+}
+
+int berth_zygote_recv(int sock, int32_t *out, char *err, size_t errlen)
+{
+	out[4] = 1; /* transport failure unless a reply arrives */
 	struct zygote_reply r;
 	struct iovec riov = { &r, sizeof r };
 	union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int) * 3)]; } rctl;
@@ -1256,6 +1275,7 @@ int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_
 	memset(&rh, 0, sizeof rh);
 	rh.msg_iov = &riov; rh.msg_iovlen = 1;
 	rh.msg_control = rctl.b; rh.msg_controllen = sizeof rctl.b;
+	ssize_t n;
 	do n = recvmsg(sock, &rh, MSG_CMSG_CLOEXEC); while (n < 0 && errno == EINTR);
 	if (n < 0) return -errno;
 	if (n != (ssize_t)sizeof r) { zygote_close_fds(&rh); return -EPIPE; }
@@ -1277,6 +1297,14 @@ int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_
 	memcpy(got, CMSG_DATA(cm), sizeof got);
 	out[0] = r.pid; out[1] = got[0]; out[2] = got[1]; out[3] = got[2];
 	return 0;
+}
+
+int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen)
+{
+	out[4] = 1;
+	int rc = berth_zygote_send(sock, cfg, cfglen, fds, nfds);
+	if (rc < 0) return rc;
+	return berth_zygote_recv(sock, out, err, errlen);
 }
 
 int berth_zygote_socketpair(int32_t *fds)

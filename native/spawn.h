@@ -63,12 +63,16 @@ int berth_unix_connect_send_fd(const char *path, int fd); /* runc --console-sock
  * The zygote clones with CLONE_PARENT: the init is the parent's child (waitpid, SIGCHLD).
  * berth_zygote_spawn does one exchange (blocking; the zygote answers right after clone) and fills
  * out[0..3] as berth_spawn does; out[4] is 1 when the zygote could not be reached (the caller
- * should spawn directly) and 0 when rc is the zygote's answer. berth_zygote_serve runs the loop;
- * it returns 0 when the parent closes its end.
+ * should spawn directly) and 0 when rc is the zygote's answer. berth_zygote_send and
+ * berth_zygote_recv are its two halves (0 or -errno; recv fills out[0..4] the same way), so a
+ * caller can do other work while the zygote clones; one request may be in flight per socket.
+ * berth_zygote_serve runs the loop; it returns 0 when the parent closes its end.
  */
 #define BERTH_ZYGOTE_MAX_FDS 250
 int berth_zygote_socketpair(int32_t *fds);     /* AF_UNIX SOCK_SEQPACKET|SOCK_CLOEXEC, fds[0] with a 10 s SO_RCVTIMEO; 0 or -errno */
 int berth_zygote_serve(int sock);
 int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen);
+int berth_zygote_send(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds);
+int berth_zygote_recv(int sock, int32_t *out, char *err, size_t errlen);
 
 #endif

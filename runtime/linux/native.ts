@@ -39,10 +39,13 @@ interface Addon {
   waitpid: (pid: number, status: Int32Array) => number;
   zygoteSocketpair: (out: Int32Array) => number;
   zygoteSpawn: (sock: number, cfg: Buffer, fds: Int32Array, out: Int32Array, err: Buffer) => number;
+  /** The two halves of zygoteSpawn (absent from an addon built before they existed). */
+  zygoteSend?: (sock: number, cfg: Buffer, fds: Int32Array) => number;
+  zygoteRecv?: (sock: number, out: Int32Array, err: Buffer) => number;
 }
 
 /** The zygote calls of the addon (protocol in native/spawn.h), or null without the addon. */
-export function zygoteBindings(): Pick<Addon, 'zygoteSocketpair' | 'zygoteSpawn'> | null {
+export function zygoteBindings(): Pick<Addon, 'zygoteSocketpair' | 'zygoteSpawn' | 'zygoteSend' | 'zygoteRecv'> | null {
   return addon();
 }
 

@@ -25,7 +25,7 @@ import { BerthError, ConfigError, SpawnError, SyscallError } from '../errors.js'
 import type { WaitResult } from './libc.js';
 import { closeFd, native, pidfdSendSignal, recvFd, unixConnectSendFd, waitpidNohang } from './native.js';
 import type { NsKind, SpawnConfig } from './spawn-types.js';
-import { zygoteSpawn } from './zygote.js';
+import { zygoteBegin } from './zygote.js';
 
 export const CLONE_FLAGS: Record<NsKind, number> = {
   mount: 0x00020000,
@@ -449,14 +449,33 @@ export interface SpawnOptions {
  * waits for go(). Throws SpawnError('spawn', errno, message) when nothing could be started.
  */
 export function spawnInit(cfg: SpawnConfig, opts: SpawnOptions = {}): PendingInit {
+  return beginSpawnInit(cfg, opts)();
+}
+
+/**
+ * spawnInit in two halves: the request goes to the zygote now and the returned function waits for
+ * its answer, so the caller can do synchronous work (no await) while the zygote clones. Without
+ * the zygote the clone happens in the returned function. The function must be called exactly
+ * once, also when the work in between failed (then abort() the PendingInit it returns).
+ */
+export function beginSpawnInit(cfg: SpawnConfig, opts: SpawnOptions = {}): () => PendingInit {
   if (opts.zygote && !cfg.cloneParent) {
     // The zygote's working directory need not be ours: make the host paths absolute.
     const abs = (p: string) => (p ? resolvePath(p) : p);
     const zcfg: SpawnConfig = { ...cfg, execFifo: abs(cfg.execFifo), namespaces: cfg.namespaces.map((n) => (n.path ? { ...n, path: abs(n.path) } : n)) };
     const fds = [...zcfg.stdio, ...zcfg.extraFds].filter((fd) => fd >= 0);
-    const z = zygoteSpawn(encodeSpawnConfig(zcfg), fds);
-    if (z) return new PendingInit(z.pid, z.pidfd, z.syncFd, z.fdSock, true);
+    const req = zygoteBegin(encodeSpawnConfig(zcfg), fds);
+    if (req) {
+      return () => {
+        const z = req.finish();
+        return z ? new PendingInit(z.pid, z.pidfd, z.syncFd, z.fdSock, true) : spawnDirect(cfg);
+      };
+    }
   }
+  return () => spawnDirect(cfg);
+}
+
+function spawnDirect(cfg: SpawnConfig): PendingInit {
   const buf = encodeSpawnConfig(cfg);
   const out = new Int32Array(4);
   const err = Buffer.alloc(1024);

@@ -60,19 +60,20 @@ function start(): Running | null {
 
 export interface ZygoteSpawned { pid: number; pidfd: number; syncFd: number; fdSock: number }
 
-/**
- * Clone an init from the encoded config through the zygote. fds are the config's stdio and extra
- * fds that are >= 0, in order. Returns null when the zygote is not usable (spawn directly then);
- * throws SpawnError('spawn', …) when the zygote reports that the spawn itself failed.
- */
-export function zygoteSpawn(cfg: Buffer, fds: number[]): ZygoteSpawned | null {
-  if (unavailable || fds.length > MAX_FDS) return null;
-  const z = running ?? start();
-  const b = zygoteBindings();
-  if (!z || !b) return null;
-  const out = new Int32Array(5);
-  const err = Buffer.alloc(1024);
-  const rc = b.zygoteSpawn(z.sock, cfg, Int32Array.from(fds), out, err);
+/** A request sent to the zygote whose answer has not been read yet (zygoteBegin). */
+export interface ZygoteRequest {
+  /**
+   * Read the zygote's answer (blocking until it has cloned). null: the zygote could not be used
+   * (spawn directly then); throws SpawnError('spawn', …) when the zygote reports that the spawn
+   * itself failed. Must be called exactly once.
+   */
+  finish(): ZygoteSpawned | null;
+}
+
+/** True while a request is in flight: one exchange at a time on the socket. */
+let inFlight = false;
+
+function decodeReply(z: Running, rc: number, out: Int32Array, err: Buffer): ZygoteSpawned | null {
   if (out[4] === 1) {
     stop(z); // unreachable or confused: retire it; the next spawn starts a new one
     return null;
@@ -82,6 +83,52 @@ export function zygoteSpawn(cfg: Buffer, fds: number[]): ZygoteSpawned | null {
     throw new SpawnError('spawn', -rc, msg || 'berth_spawn failed');
   }
   return { pid: out[0], pidfd: out[1], syncFd: out[2], fdSock: out[3] };
+}
+
+/**
+ * Send a spawn request to the zygote and return at once, so the caller can do other work (create
+ * the cgroup, write state) while the zygote clones; finish() reads the answer. null when the
+ * zygote is not usable (or a request is already in flight): spawn directly then. The caller must
+ * not spawn through the zygote again before finish().
+ */
+export function zygoteBegin(cfg: Buffer, fds: number[]): ZygoteRequest | null {
+  if (unavailable || inFlight || fds.length > MAX_FDS) return null;
+  const z = running ?? start();
+  const b = zygoteBindings();
+  if (!z || !b) return null;
+  if (!b.zygoteSend || !b.zygoteRecv) {
+    // An addon built before the split: one blocking exchange now.
+    const out = new Int32Array(5);
+    const err = Buffer.alloc(1024);
+    const got = decodeReply(z, b.zygoteSpawn(z.sock, cfg, Int32Array.from(fds), out, err), out, err);
+    return { finish: () => got };
+  }
+  const { zygoteRecv } = b;
+  if (b.zygoteSend(z.sock, cfg, Int32Array.from(fds)) < 0) {
+    stop(z);
+    return null;
+  }
+  inFlight = true;
+  let done = false;
+  return {
+    finish: () => {
+      if (done) throw new SpawnError('spawn', 22, 'zygote request finished twice');
+      done = true;
+      inFlight = false;
+      const out = new Int32Array(5);
+      const err = Buffer.alloc(1024);
+      return decodeReply(z, zygoteRecv(z.sock, out, err), out, err);
+    },
+  };
+}
+
+/**
+ * Clone an init from the encoded config through the zygote. fds are the config's stdio and extra
+ * fds that are >= 0, in order. Returns null when the zygote is not usable (spawn directly then);
+ * throws SpawnError('spawn', …) when the zygote reports that the spawn itself failed.
+ */
+export function zygoteSpawn(cfg: Buffer, fds: number[]): ZygoteSpawned | null {
+  return zygoteBegin(cfg, fds)?.finish() ?? null;
 }
 
 /** Stop the zygote now (tests; it also goes away with this process). */

@@ -19,7 +19,7 @@ import {
 } from './state.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from '../cgroups/types.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
-import { spawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
+import { spawnInit, beginSpawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
 import * as L from '../linux/libc.js';
 import * as N from '../linux/native.js';
@@ -62,19 +62,31 @@ export interface CreateOptions {
   zygoteSocket?: number;
 }
 
-/** spawnInit through someone else's zygote (CreateOptions.zygoteSocket); the init is not our child. */
-function spawnViaZygote(sock: number, cfg: SpawnConfig): PendingInit {
+/**
+ * beginSpawnInit through someone else's zygote (CreateOptions.zygoteSocket); the init is not our
+ * child. The request is sent now; the returned function reads the answer (call it exactly once).
+ */
+function beginSpawnViaZygote(sock: number, cfg: SpawnConfig): () => PendingInit {
   const b = N.zygoteBindings();
   if (!b) throw new BerthError('ENATIVE', 'native/build/berth.node is not built: run `make -C native`');
   const abs = (p: string) => (p ? resolvePath(p) : p);
   const zcfg: SpawnConfig = { ...cfg, cloneParent: false, execFifo: abs(cfg.execFifo), namespaces: cfg.namespaces.map((n) => (n.path ? { ...n, path: abs(n.path) } : n)) };
-  const fds = [...zcfg.stdio, ...zcfg.extraFds].filter((fd) => fd >= 0);
+  const fds = Int32Array.from([...zcfg.stdio, ...zcfg.extraFds].filter((fd) => fd >= 0));
   const out = new Int32Array(5);
   const err = Buffer.alloc(1024);
-  const rc = b.zygoteSpawn(sock, encodeSpawnConfig(zcfg), Int32Array.from(fds), out, err);
-  if (out[4] === 1) throw new SpawnError('spawn', -rc || 32, 'the spawn zygote did not answer');
-  if (rc < 0) throw new SpawnError('spawn', -rc, err.subarray(0, Math.max(0, err.indexOf(0))).toString('utf8') || 'berth_spawn failed');
-  return new PendingInit(out[0], out[1], out[2], out[3], false);
+  const decode = (rc: number): PendingInit => {
+    if (out[4] === 1) throw new SpawnError('spawn', -rc || 32, 'the spawn zygote did not answer');
+    if (rc < 0) throw new SpawnError('spawn', -rc, err.subarray(0, Math.max(0, err.indexOf(0))).toString('utf8') || 'berth_spawn failed');
+    return new PendingInit(out[0], out[1], out[2], out[3], false);
+  };
+  const { zygoteSend, zygoteRecv } = b;
+  if (!zygoteSend || !zygoteRecv) {
+    const rc = b.zygoteSpawn(sock, encodeSpawnConfig(zcfg), fds, out, err);
+    return () => decode(rc);
+  }
+  const sent = zygoteSend(sock, encodeSpawnConfig(zcfg), fds);
+  if (sent < 0) throw new SpawnError('spawn', -sent, 'the spawn zygote did not answer');
+  return () => decode(zygoteRecv(sock, out, err));
 }
 
 export interface ExitInfo {
@@ -206,25 +218,35 @@ export class Runtime {
     try {
       const { bundle, spec, rootfs } = loadBundle(opts.bundle, opts.spec);
       const cgroupPath = spec.linux?.cgroupsPath || id;
-      cgroup = this.cgroups.open(cgroupPath);
+      const cg = this.cgroups.open(cgroupPath);
       const record: ContainerRecord = {
-        id, bundle, rootfs, pid: 0, initStartTime: '0', created: new Date().toISOString(), cgroupPath: cgroup.path,
-        cgroupPaths: {}, cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: userInfo().username, detached: opts.detached === true || opts.zygoteSocket !== undefined,
+        id, bundle, rootfs, pid: 0, initStartTime: '0', created: new Date().toISOString(), cgroupPath: cg.path,
+        cgroupPaths: cg.paths(), cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: userInfo().username, detached: opts.detached === true || opts.zygoteSocket !== undefined,
       };
-      // Recorded before anything is made, so an interrupted create can be cleaned up by delete.
-      saveRecord(this.root, record);
-      cgroup.create();
-      record.cgroupPaths = cgroup.paths();
       const fifo = join(dir, 'exec.fifo');
-      N.mknod(fifo, L.S_IFIFO | 0o622);
-      chmodSync(fifo, 0o622); // mknod is subject to the umask; the init may run as any user
       const hasCreateHooks = Boolean(spec.hooks?.prestart?.length || spec.hooks?.createRuntime?.length || spec.hooks?.createContainer?.length);
       const extraFds = Array.from({ length: opts.preserveFds ?? 0 }, (_, i) => 3 + i);
       const cfg = planInit(spec, {
         rootfs, cgroupPaths: record.cgroupPaths, cgroupVersion: this.cgroups.version, noPivot: opts.noPivot,
         execFifo: fifo, stdio: opts.stdio ?? [0, 1, 2], extraFds, cloneParent: opts.detached ?? false, hookPause: hasCreateHooks,
       });
-      pending = opts.zygoteSocket !== undefined ? spawnViaZygote(opts.zygoteSocket, cfg) : spawnInit(cfg, { zygote: this.zygote });
+      N.mknod(fifo, L.S_IFIFO | 0o622);
+      chmodSync(fifo, 0o622); // mknod is subject to the umask; the init may run as any user
+      // The zygote clones while we record the container and make its cgroup (no await until
+      // finishSpawn: one request in flight). Until state.json exists an interrupted create leaves
+      // only this directory (delete removes it) and an init that exits when our end of its sync
+      // socket closes; the cgroup is made after state.json names it, so delete can remove it.
+      const finishSpawn = opts.zygoteSocket !== undefined ? beginSpawnViaZygote(opts.zygoteSocket, cfg) : beginSpawnInit(cfg, { zygote: this.zygote });
+      let setupError: unknown = null;
+      try {
+        saveRecord(this.root, record);
+        cgroup = cg;
+        cg.create();
+      } catch (e) {
+        setupError = e;
+      }
+      pending = finishSpawn();
+      if (setupError) throw setupError;
       // The child needs its cgroup before GO only when it unshares a cgroup namespace, and its id
       // maps only for a new user namespace. Otherwise let it do its mounts while we program the
       // cgroup: it cannot exec before `start`, and it is in the cgroup before create returns.
@@ -232,8 +254,8 @@ export class Runtime {
       const early = !newNs('cgroup') && !newNs('user');
       if (early) pending.go();
       const resources = cgroupResources(spec);
-      if (resources) cgroup.apply(resources);
-      cgroup.addProcess(pending.pid);
+      if (resources) cg.apply(resources);
+      cg.addProcess(pending.pid);
       if (!early) {
         this.writeIdMaps(spec, pending.pid);
         pending.go();
