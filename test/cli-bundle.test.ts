@@ -193,4 +193,6 @@ t.test('pull, run, save and errors through the bundle', async (t) => {
   t.equal(usage.code, 1, 'a usage error keeps commander\'s exit code');
   t.match(usage.stderr, /missing required argument 'image'/);
   t.same(mountsUnder(dir), [], 'nothing left mounted');
+  const leftCgroups = cgroupDirs().flatMap((p) => readdirSync(p, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(p, e.name)));
+  t.same(leftCgroups, [], 'no container cgroup left');
 });
