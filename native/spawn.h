@@ -71,6 +71,9 @@ int berth_unix_connect_send_fd(const char *path, int fd); /* runc --console-sock
 #define BERTH_ZYGOTE_MAX_FDS 250
 int berth_zygote_socketpair(int32_t *fds);     /* AF_UNIX SOCK_SEQPACKET|SOCK_CLOEXEC, fds[0] with a 10 s SO_RCVTIMEO; 0 or -errno */
 int berth_zygote_serve(int sock);
+/* BERTH_ZYGOTE_SPARE_NETNS: keep a fresh network namespace ready for the next init (spawn.c). */
+#define BERTH_ZYGOTE_SPARE_NETNS 1u
+int berth_zygote_serve_flags(int sock, unsigned flags);
 int berth_zygote_spawn(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds, int32_t *out, char *err, size_t errlen);
 int berth_zygote_send(int sock, const uint8_t *cfg, size_t cfglen, const int32_t *fds, uint32_t nfds);
 int berth_zygote_recv(int sock, int32_t *out, char *err, size_t errlen);

@@ -1,0 +1,61 @@
+/**
+ * The spawn zygote's spare network namespace (native/spawn.c, berth-zygote --spare-netns): an
+ * init that asks for a new netns gets one of its own that nobody else has or had (fresh: only
+ * lo, down), one without a network namespace stays in the host's, and one that joins a netns by
+ * path ends up there, whatever spare the zygote holds at the time.
+ */
+import t from 'tap';
+import { readFileSync, statSync } from 'node:fs';
+import { makeEnv, type TestEnv } from './helpers/oci.js';
+
+t.setTimeout(120_000);
+let env: TestEnv;
+t.before(() => { env = makeEnv(); });
+t.teardown(async () => { await env.cleanup(); });
+
+const netnsOf = (pid: number | string) => statSync(`/proc/${pid}/ns/net`).ino;
+
+/** Create (not start) a container; its init waits at the exec fifo, in its final namespaces. */
+async function created(mutate?: Parameters<TestEnv['spec']>[1]): Promise<{ id: string; pid: number }> {
+  const id = env.id('netns');
+  const { record } = await env.rt.create(id, { bundle: env.bundle, spec: env.spec(['/bin/true'], mutate), stdio: [-1, -1, -1] });
+  return { id, pid: record.pid };
+}
+
+t.test('each init that asks for a network namespace gets a fresh one of its own', async (t) => {
+  const host = netnsOf('self');
+  const inits = [];
+  for (let i = 0; i < 4; i++) inits.push(await created());
+  const seen = new Set<number>();
+  for (const { pid } of inits) {
+    const ns = netnsOf(pid);
+    t.not(ns, host, 'not the host netns');
+    t.notOk(seen.has(ns), 'not shared with another container');
+    seen.add(ns);
+    const devs = readFileSync(`/proc/${pid}/net/dev`, 'utf8').split('\n').slice(2).filter(Boolean).map((l) => l.split(':')[0].trim());
+    t.same(devs, ['lo'], 'only lo, as in a new netns');
+  }
+  for (const { id } of inits) await env.rt.delete(id, true);
+});
+
+t.test('an init without a network namespace stays in the host netns, also after spares were made', async (t) => {
+  const host = netnsOf('self');
+  const a = await created(); // makes the zygote keep a spare from now on
+  const b = await created((s) => { s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== 'network'); });
+  t.equal(netnsOf(b.pid), host);
+  const c = await created();
+  t.not(netnsOf(c.pid), host);
+  t.not(netnsOf(c.pid), netnsOf(a.pid));
+  for (const { id } of [a, b, c]) await env.rt.delete(id, true);
+});
+
+t.test('an init that joins a netns by path is in that netns', async (t) => {
+  const a = await created();
+  const b = await created((s) => {
+    s.linux!.namespaces = s.linux!.namespaces!.map((n) => (n.type === 'network' ? { type: 'network', path: `/proc/${a.pid}/ns/net` } : n));
+  });
+  t.equal(netnsOf(b.pid), netnsOf(a.pid));
+  const c = await created();
+  t.not(netnsOf(c.pid), netnsOf(a.pid), 'the next new netns is not the joined one');
+  for (const { id } of [b, a, c]) await env.rt.delete(id, true);
+});
