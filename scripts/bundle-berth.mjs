@@ -6,8 +6,9 @@
  * dist/berth.cjs.cache after its first runs).
  *  - Laziness is kept: runtime/cli/berth.ts imports each command group with import(), and
  *    esbuild wraps every module reached only through import() (and what only it imports) in a
- *    lazy __esm initialiser, so `berth ps` still never evaluates the images or bench modules.
- *  - koffi, tar-stream and zlib are replaced by lazy shims, loaded at their first use (below).
+ *    lazy __esm initialiser, so `berth pull` still never evaluates the engine, nor `berth ps` the bench.
+ *  - koffi, tar-stream and zlib are replaced by lazy shims, loaded at their first use (below);
+ *    commander is bundled in; import() of a package or built-in becomes a require() at that point.
  *  - import.meta: each module gets the URL of its own compiled file in dist/ (e.g.
  *    dist/runtime/engine/engine.js), so paths found relative to it (bin/berth-oci.js,
  *    native/build/…, worker files) resolve exactly as they do when the modules run from dist/.
@@ -47,8 +48,13 @@ const lazyDefault = {
   name: 'lazy-default',
   setup(build) {
     const filter = new RegExp(`^(${LAZY_DEFAULT.map((m) => m.replace(/[.:-]/g, '\\$&')).join('|')})$`);
-    // The shim's own require(...) stays a plain require of the real module.
-    build.onResolve({ filter }, (args) => (args.namespace === 'lazy-default' ? { path: args.path, external: true } : { path: args.path, namespace: 'lazy-default' }));
+    // The shim's own require(...) stays a plain require of the real module, and so does an
+    // import() of one (dynamicExternals below): it is lazy already and wants the named exports.
+    const direct = new Set(['lazy-default', 'dynamic-external']);
+    build.onResolve({ filter }, (args) => {
+      if (direct.has(args.namespace)) return { path: args.path, external: true };
+      return args.kind === 'dynamic-import' ? undefined : { path: args.path, namespace: 'lazy-default' };
+    });
     build.onLoad({ filter: /.*/, namespace: 'lazy-default' }, (args) => ({
       loader: 'js',
       contents: [
@@ -71,6 +77,26 @@ const bundledPackages = {
   setup(build) {
     const req = createRequire(join(root, 'package.json'));
     build.onResolve({ filter: new RegExp(`^(${BUNDLED_PACKAGES.join('|')})$`) }, (args) => ({ path: req.resolve(args.path) }));
+  },
+};
+
+/**
+ * import() of a package or Node built-in: the bundle runs through vm.Script, where a real
+ * import() fails (no dynamic-import callback), so each one goes through a small module that
+ * re-exports the package, which esbuild then loads with require() when the import() runs.
+ */
+const dynamicExternals = {
+  name: 'dynamic-externals',
+  setup(build) {
+    build.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.kind !== 'dynamic-import' || args.namespace === 'dynamic-external') return undefined;
+      return { path: args.path, namespace: 'dynamic-external' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'dynamic-external' }, (args) => ({
+      loader: 'js',
+      resolveDir: root,
+      contents: `export * from ${JSON.stringify(args.path)};\nexport { default } from ${JSON.stringify(args.path)};\n`,
+    }));
   },
 };
 
@@ -115,7 +141,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyDefault, bundledPackages, importMeta],
+  plugins: [lazyDefault, bundledPackages, dynamicExternals, importMeta],
   banner: { js: banner },
   legalComments: 'none',
   // No comments or indentation: a third less to read and hash on every call. Names stay (stack
