@@ -520,26 +520,7 @@ export class Engine {
     const bridged = rec.network !== 'none' && rec.network !== 'host';
     const bundle = this.bundleDir(rec.id);
     const specPath = join(bundle, 'config.json');
-    const spec = JSON.parse(readFileSync(specPath, 'utf8')) as Spec;
-    // The network namespace is made first (lo up, bound to a file; netns.ts createNetns) and the
-    // bundle joins it by path: restarts (by the monitor, through berth-oci) keep the same
-    // namespace, address and ports, and the CNI ADD runs while the init is being created.
-    const nsFile = this.netnsFile(rec.id);
-    if (rec.network !== 'host') {
-      removeNetns(nsFile);
-      createNetns(nsFile);
-      // create() already names the file (bundles of older containers may not)
-      if (!spec.linux!.namespaces!.some((n) => n.type === 'network' && n.path === nsFile)) {
-        spec.linux!.namespaces = withNetnsPath(spec.linux!.namespaces!, nsFile);
-        atomicWrite(specPath, JSON.stringify(spec, null, 2));
-      }
-    }
-    if (!rec.resourcesUp || rec.error !== null) {
-      rec.resourcesUp = true;
-      rec.error = null;
-      this.containers.save(rec);
-    }
-    trace('start: bundle ready');
+    let spec: Spec | null = null;
     // With berth-oci the engine starts the container (and, when it waits for the exit itself, deletes
     // it) in-process through Runtime: no berth-oci process on those steps. Other runtimes
     // (runc in tests) and the monitor's restarts go through the runtime's CLI.
@@ -550,24 +531,64 @@ export class Engine {
       ? async (h: Handoff): Promise<{ pid: number; ptyMaster: number }> => {
         trace('start: monitor handed over');
         const c = await this.runtime.create(rec.id, {
-          bundle, spec, zygoteSocket: h.zygoteSocket, stdio: h.stdio ?? [-1, -1, -1], pidFile: join(sdir, 'init.pid'),
+          bundle, spec: spec!, zygoteSocket: h.zygoteSocket, stdio: h.stdio ?? [-1, -1, -1], pidFile: join(sdir, 'init.pid'),
         });
         trace('start: init created');
         return { pid: c.record.pid, ptyMaster: c.ptyMaster };
       }
       : undefined;
-    trace('start: netns ready');
-    const network: Promise<Attachment | null> = bridged
-      ? this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports, loopback: false })
-      : Promise.resolve(null);
-    const monitor = startMonitor({
-      externalStart: inProcess, handoff, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
-      runtime: runtimePath, runtimeArgs: ['--root', join(this.state, 'runtime')],
-      id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
-      logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),
-      consoleSocket: join(sdir, 'console.sock'), terminal: rec.tty, stdin: rec.stdinOpen, start: false,
-      restart: rec.restartPolicy,
-    });
+    // The monitor (and its zygote) start first and come up while the bundle and the network
+    // namespace are prepared here; it takes the handoff (or runs `<runtime> create`, which reads
+    // the bundle) only once they are ready.
+    let ready!: () => void, abort!: (e: unknown) => void;
+    const prepared = new Promise<void>((res, rej) => { ready = res; abort = rej; });
+    prepared.catch(() => { /* reported by the monitor's promise */ });
+    const monitor = (async () => {
+      if (!handoff) await prepared;
+      return await startMonitor({
+        externalStart: inProcess, handoff, handoffWhen: prepared, keep: inProcess && !!opts.attached && rec.restartPolicy === 'no',
+        runtime: runtimePath, runtimeArgs: ['--root', join(this.state, 'runtime')],
+        id: rec.id, bundle, exitFile: this.exitFile(rec.id), pidFile: join(sdir, 'init.pid'), logFile: this.logFile(rec.id),
+        logMaxBytes: 10 * 1024 * 1024, ctlSocket: this.ctlSocket(rec.id), attachSocket: this.attachSocket(rec.id),
+        consoleSocket: join(sdir, 'console.sock'), terminal: rec.tty, stdin: rec.stdinOpen, start: false,
+        restart: rec.restartPolicy,
+      });
+    })();
+    monitor.catch(() => { /* awaited below */ });
+    // The network namespace is made first (lo up, bound to a file; netns.ts createNetns) and the
+    // bundle joins it by path: restarts (by the monitor, through berth-oci) keep the same
+    // namespace, address and ports, and the CNI ADD runs while the init is being created.
+    const nsFile = this.netnsFile(rec.id);
+    let network: Promise<Attachment | null> = Promise.resolve(null);
+    try {
+      try {
+        spec = JSON.parse(readFileSync(specPath, 'utf8')) as Spec;
+      } catch (e) {
+        throw new BerthError('EBUNDLE', `cannot load the bundle of container ${rec.name} (${specPath}): ${(e as Error).message}`, { cause: e });
+      }
+      if (rec.network !== 'host') {
+        removeNetns(nsFile);
+        createNetns(nsFile);
+        // create() already names the file (bundles of older containers may not)
+        if (!spec.linux!.namespaces!.some((n) => n.type === 'network' && n.path === nsFile)) {
+          spec.linux!.namespaces = withNetnsPath(spec.linux!.namespaces!, nsFile);
+          atomicWrite(specPath, JSON.stringify(spec, null, 2));
+        }
+      }
+      if (!rec.resourcesUp || rec.error !== null) {
+        rec.resourcesUp = true;
+        rec.error = null;
+        this.containers.save(rec);
+      }
+      trace('start: bundle and netns ready');
+      if (bridged) network = this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports, loopback: false });
+    } catch (e) {
+      abort(e);
+      await monitor.catch(() => {});
+      await this.cleanup(rec).catch(() => {});
+      throw e;
+    }
+    ready();
     // both settle before anything is undone: a DEL must not race its ADD
     const [net, mon] = await Promise.allSettled([network, monitor]);
     if (mon.status === 'rejected') {

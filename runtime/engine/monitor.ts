@@ -74,6 +74,12 @@ export interface MonitorOptions {
    * pty master (handed to the monitor, then closed here). A throw fails the start with that error.
    */
   handoff?: (h: Handoff) => Promise<{ pid: number; ptyMaster: number }>;
+  /**
+   * With handoff: take the monitor's handoff only once this settles, so the caller can go on
+   * preparing while the monitor and its zygote start (it may resolve after startMonitor returned).
+   * A rejection fails the start with that error (the monitor gives up and exits).
+   */
+  handoffWhen?: Promise<unknown>;
   /** How long to wait for created/started before giving up (default 30 s). */
   timeoutMs?: number;
 }
@@ -200,7 +206,7 @@ export async function startMonitor(opts: MonitorOptions): Promise<MonitorHandle>
       }
     });
     sync.on('error', () => { /* reported through close/exit */ });
-    if (opts.handoff && child.pid) void runHandoff(ours, !!opts.terminal, opts.handoff).catch((e: Error) => { handoffError = e; });
+    if (opts.handoff && child.pid) void runHandoff(ours, !!opts.terminal, opts.handoff, opts.handoffWhen).catch((e: Error) => { handoffError = e; });
     else if (ours >= 0) closeSync(ours);
     sync.on('close', () => {
       // Give 'exit' a moment so a failing monitor's status is known. Not once settled: that
@@ -212,9 +218,10 @@ export async function startMonitor(opts: MonitorOptions): Promise<MonitorHandle>
 }
 
 /** The engine's half of --handoff-fd (protocol in native/monitor.c); always closes sock. */
-async function runHandoff(sock: number, terminal: boolean, create: NonNullable<MonitorOptions['handoff']>): Promise<void> {
+async function runHandoff(sock: number, terminal: boolean, create: NonNullable<MonitorOptions['handoff']>, when?: Promise<unknown>): Promise<void> {
   const fds: number[] = [];
   try {
+    if (when) await when;
     let zygoteSocket: number;
     try {
       zygoteSocket = recvFd(sock);

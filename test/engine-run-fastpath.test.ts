@@ -3,11 +3,13 @@
  * at exit, so the unmount need not flush the host filesystem); containers without --rm keep the
  * ordinary, synced mount; and a --rm container's rootfs can be mounted again after a volatile
  * mount (overlayfs refuses that while work/work/incompat/volatile exists; the engine removes it).
+ * start() launches the monitor before it loads the bundle and makes the netns: when that fails,
+ * the waiting monitor (and its zygote) must go away too.
  * Real registry, CLI from source, own root/state/cgroup parent; nothing is left behind.
  */
 import t from 'tap';
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -93,5 +95,26 @@ t.test('a --rm container is mounted again after its volatile mount went away', a
   t.equal(done.exitCode, 0);
   await e.rm(rec.id, { force: true });
   t.notOk(existsSync(join(root, 'containers', rec.id)), 'removed');
+  t.same(mountsUnder(join(root, 'containers')), [], 'no container mounts left');
+});
+
+t.test('start: a bundle that fails to load after the monitor was started leaves nothing running', async (t) => {
+  const name = `broken-${rand}`;
+  const c = await berth(['create', '--name', name, IMG, 'true']);
+  t.equal(c.code, 0, c.stderr);
+  const id = c.stdout.trim();
+  writeFileSync(join(root, 'containers', id, 'bundle', 'config.json'), '{ not json');
+  const s = await berth(['start', name]);
+  t.not(s.code, 0, 'start fails');
+  t.match(s.stderr, /cannot load the bundle of container broken-\w+ .*config\.json.*JSON/, `the error says why: ${s.stderr.trim()}`);
+  t.equal(s.stderr.trim().split('\n').length, 1, 'in one line');
+  const monitors = (): number[] => readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try { const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8'); return cmd.includes('berth-monitor') && cmd.includes(id); } catch { return false; }
+  }).map(Number);
+  for (let i = 0; i < 100 && monitors().length; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(monitors(), [], 'the monitor that was waiting for the handoff is gone');
+  t.notOk(existsSync(join(state, 'netns', id.slice(0, 12))), 'no netns file');
+  const rm = await berth(['rm', '-f', name]);
+  t.equal(rm.code, 0, rm.stderr);
   t.same(mountsUnder(join(root, 'containers')), [], 'no container mounts left');
 });
