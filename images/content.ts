@@ -346,6 +346,24 @@ export class ContentStore {
     let hash: Hash = createHash('sha256');
     let fetched = 0;
     const resumedFrom = offset;
+    // Received bytes not yet written: written in batches of WRITE_BATCH with one writev (a
+    // threadpool round trip per network chunk cost the main thread of a pull more than the copy).
+    let unwritten: Buffer[] = [];
+    let unwrittenBytes = 0;
+    const flushWrites = async () => {
+      if (unwrittenBytes === 0) return;
+      const bufs = unwritten;
+      const at = offset - unwrittenBytes;
+      unwritten = [];
+      unwrittenBytes = 0;
+      try {
+        await writevAll(fh, bufs, at);
+      } catch (e) {
+        writeFailed = true; // the file now lags `offset`: never retry past this
+        throw e;
+      }
+    };
+    let writeFailed = false;
     const discard = async () => {
       await fh.close().catch(() => undefined);
       await rm(partial, { force: true });
@@ -398,17 +416,20 @@ export class ContentStore {
               await discard(); closed = true;
               throw new BlobSizeError(digest, size, actual, source);
             }
-            await writeAll(fh, b, offset);
             hash.update(b);
+            unwritten.push(b);
+            unwrittenBytes += b.length;
             offset += b.length;
+            if (unwrittenBytes >= WRITE_BATCH) await flushWrites();
             fetched += b.length;
             if (opts.onChunk) await opts.onChunk(b);
             opts.onProgress?.(offset, size);
           }
         } catch (e) {
-          if (e instanceof BlobSizeError || (e instanceof BerthError && e.code === 'ERANGE') || opts.signal?.aborted) throw e;
+          if (writeFailed || e instanceof BlobSizeError || (e instanceof BerthError && e.code === 'ERANGE') || opts.signal?.aborted) throw e;
           lastErr = e;
         }
+        await flushWrites(); // what arrived before a break is good: keep it for the resume
         if (offset >= size) break;
         // body broke or ended short: resume
         if (offset > before) retriesLeft = Math.max(retriesLeft, 1); // progress earns another try
@@ -434,11 +455,19 @@ export class ContentStore {
   }
 }
 
-async function writeAll(fh: FileHandle, b: Uint8Array, pos: number): Promise<void> {
-  let off = 0;
-  while (off < b.length) {
-    const { bytesWritten } = await fh.write(b, off, b.length - off, pos + off);
-    off += bytesWritten;
+/** Bytes of a download gathered before one writev. */
+const WRITE_BATCH = 1 << 20;
+
+async function writevAll(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
+  let rest = bufs;
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest, pos);
+    pos += bytesWritten;
+    let n = bytesWritten;
+    let i = 0;
+    while (i < rest.length && n >= rest[i].length) n -= rest[i++].length;
+    rest = rest.slice(i);
+    if (n > 0) rest[0] = rest[0].subarray(n);
   }
 }
 

@@ -14,7 +14,8 @@ import type { Readable } from 'node:stream';
 import { BerthError } from '../runtime/errors.js';
 import { mount, umount, MNT_DETACH } from '../runtime/linux/libc.js';
 import type { ImageDB, SnapshotRecord } from './db.js';
-import { unpackLayer, type UnpackResult } from './unpack.js';
+import type { UnpackResult } from './unpack.js';
+import { unpackLayerOffThread } from './unpack-offthread.js';
 
 export class SnapshotError extends BerthError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -114,7 +115,7 @@ export class Snapshotter {
     const tmp = path.join(this.dir, `tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     fs.mkdirSync(tmp, { mode: 0o711 });
     try {
-      const res: UnpackResult = await unpackLayer(await layer.open(), path.join(tmp, 'fs'), { expectedDiffId: layer.diffId, signal: layer.signal });
+      const res: UnpackResult = await unpackLayerOffThread(await layer.open(), path.join(tmp, 'fs'), { expectedDiffId: layer.diffId, signal: layer.signal });
       const id = this.db.reserveSnapshot({ chainId: layer.chainId, parent: layer.parent, diffId: layer.diffId, size: res.tarSize });
       if (id === null) {
         // another process committed the same chain first

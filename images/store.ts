@@ -21,6 +21,7 @@ import {
 import type { PullEvent } from './progress.js';
 import { parseReference, type ImageReference } from './reference.js';
 import { chainIds, Snapshotter } from './snapshots.js';
+import { warmUnpackThreads } from './unpack-offthread.js';
 import type { Credentials } from './registry/credentials.js';
 import { defaultRegistryFactory } from './store-registry.js';
 
@@ -225,6 +226,7 @@ export class ImageStore {
       }
     }
 
+    warmUnpackThreads(); // they boot while the manifest and config download
     let top = await client.getManifest(ref, topDigest ?? ref.ref);
     if (ref.digest && top.digest !== ref.digest) {
       throw new BerthError('EDIGEST', `manifest for ${ref.string()} has digest ${top.digest}, not the one asked for`);

@@ -44,6 +44,12 @@ export interface UnpackOptions {
   /** sha256:… from the image config's rootfs.diff_ids; a mismatch fails the unpack. */
   expectedDiffId?: string;
   signal?: AbortSignal;
+  /**
+   * Create inodes and write data with synchronous calls (default false: on libuv's threadpool).
+   * For a thread whose only job is this unpack (unpack-worker.ts): no threadpool round trip and
+   * event-loop turn per entry.
+   */
+  syncIO?: boolean;
 }
 
 export interface UnpackResult {
@@ -109,6 +115,34 @@ async function writeFully(fd: number, b: Buffer, pos: number): Promise<void> {
 /** Writes in flight per file (positional, so they may complete in any order). */
 const MAX_PENDING = 4;
 
+/** Write all of b at pos, synchronously. */
+function writeFullySync(fd: number, b: Buffer, pos: number): void {
+  let off = 0;
+  while (off < b.length) off += fs.writeSync(fd, b, off, b.length - off, pos + off);
+}
+
+/** The inode-creating calls, on the threadpool (async) or synchronous (syncIO). */
+interface CreateIO {
+  mkdir(p: string): Promise<void> | void;
+  symlink(target: string, p: string): Promise<void> | void;
+  open(p: string): Promise<number> | number;
+  rm(p: string): Promise<void> | void;
+}
+
+const asyncIO: CreateIO = {
+  mkdir: (p) => fsp.mkdir(p, 0o755).then(() => undefined),
+  symlink: (target, p) => fsp.symlink(target, p),
+  open: (p) => openFd(p, WRITE_FLAGS, 0o600),
+  rm: (p) => fsp.rm(p, { recursive: true, force: true }),
+};
+
+const syncIO: CreateIO = {
+  mkdir: (p) => { fs.mkdirSync(p, 0o755); },
+  symlink: (target, p) => { fs.symlinkSync(target, p); },
+  open: (p) => fs.openSync(p, WRITE_FLAGS, 0o600),
+  rm: (p) => { fs.rmSync(p, { recursive: true, force: true }); },
+};
+
 interface DirTime { p: string; atime: number; mtime: number }
 
 class Extractor {
@@ -116,8 +150,11 @@ class Extractor {
   private readonly dirTimes: DirTime[] = [];
   entries = 0;
 
-  constructor(private readonly root: string) {
+  private readonly io: CreateIO;
+
+  constructor(private readonly root: string, private readonly sync = false) {
     this.dirs.add(root);
+    this.io = sync ? syncIO : asyncIO;
   }
 
   /** Make sure every parent of comps exists as a real directory (never a symlink). */
@@ -129,7 +166,7 @@ class Extractor {
       const st = lstatOrNull(p);
       if (!st) {
         if (!create) throw new UnsafeLayerError(`${label}: "${comps.slice(0, i + 1).join('/')}" is not in the layer`);
-        await fsp.mkdir(p, 0o755);
+        await this.io.mkdir(p);
       } else if (st.isSymbolicLink()) {
         throw new UnsafeLayerError(`${label} would go through the symlink "${comps.slice(0, i + 1).join('/')}"; refusing to follow it`);
       } else if (!st.isDirectory()) {
@@ -151,7 +188,7 @@ class Extractor {
     if (!st) return false;
     if (keepDir && st.isDirectory()) return true;
     this.forget(p);
-    await fsp.rm(p, { recursive: true, force: true });
+    await this.io.rm(p);
     return false;
   }
 
@@ -199,7 +236,8 @@ class Extractor {
       case 'file':
       case 'contiguous-file': {
         await this.clear(p, false);
-        const fd = await openFd(p, WRITE_FLAGS, 0o600);
+        const fd = await this.io.open(p);
+        if (this.sync) return this.fileSync(fd, p, h, body, uid, gid, mode, mtime);
         // never close fd while a write to it is in flight (the number could be reused)
         const pending = new Set<Promise<void>>();
         try {
@@ -225,7 +263,7 @@ class Extractor {
         return;
       }
       case 'directory': {
-        if (!(await this.clear(p, true))) await fsp.mkdir(p, 0o755);
+        if (!(await this.clear(p, true))) await this.io.mkdir(p);
         this.dirs.add(p);
         fs.lchownSync(p, uid, gid);
         fs.chmodSync(p, mode);
@@ -237,7 +275,7 @@ class Extractor {
         const target = h.linkname ?? '';
         if (target === '' || target.includes('\0')) throw new LayerFormatError(`symlink "${name}" has an empty or invalid target`);
         await this.clear(p, false);
-        await fsp.symlink(target, p);
+        await this.io.symlink(target, p);
         fs.lchownSync(p, uid, gid);
         this.xattrs(p, h.pax);
         fs.lutimesSync(p, mtime, mtime);
@@ -271,6 +309,23 @@ class Extractor {
       default:
         // Vendor or unknown types carry nothing we can represent: skip them (containerd does too).
         return drain(body);
+    }
+  }
+
+  /** A regular file's data and metadata with synchronous calls (syncIO); closes fd. */
+  private async fileSync(fd: number, p: string, h: LayerHeader, body: AsyncIterable<Buffer>, uid: number, gid: number, mode: number, mtime: number): Promise<void> {
+    try {
+      let pos = 0;
+      for await (const chunk of body) {
+        writeFullySync(fd, chunk, pos);
+        pos += chunk.length;
+      }
+      fs.fchownSync(fd, uid, gid);
+      fs.fchmodSync(fd, mode);
+      this.xattrs(p, h.pax);
+      fs.futimesSync(fd, mtime, mtime);
+    } finally {
+      fs.closeSync(fd);
     }
   }
 
@@ -331,7 +386,7 @@ async function extractInto(source: AsyncIterable<Buffer> | Readable, root: strin
     },
   });
   const extract = tar.extract();
-  const ex = new Extractor(root);
+  const ex = new Extractor(root, opts.syncIO ?? false);
   const feeding = pipeline(decompress(source, (c) => { compression = c; }), hasher, extract, opts.signal ? { signal: opts.signal } : {});
   feeding.catch(() => {});
   try {
