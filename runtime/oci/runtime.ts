@@ -395,7 +395,13 @@ export class Runtime {
     }
     // An init that is our child must be reaped before we stop tracking it, or it stays a zombie
     // of this process forever (the bench and the agent live long). A non-child answers ECHILD.
-    if (rec.pid && !rec.detached) await Promise.race([reaper.wait(rec.pid).catch(() => undefined), sleep(2000)]);
+    if (rec.pid && !rec.detached) {
+      // The 2 s bound must not outlive the reap: a pending timer kept `berth-oci run` alive for 2 s.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const bound = new Promise<void>((r) => { timer = setTimeout(r, 2000); });
+      await Promise.race([reaper.wait(rec.pid).catch(() => undefined), bound]);
+      clearTimeout(timer);
+    }
     reaper.forget(rec.pid);
     removeContainerDir(this.root, id);
   }
