@@ -70,7 +70,7 @@
  *   u32 has_umask, u32 umask
  *   str cwd, u32 nargs, str..., u32 nenv, str...
  *   u32 terminal, i32 stdio[3], u32 nextra, nextra * i32
- *   str exec_fifo, u32 clone_parent, u32 pdeathsig, u32 hook_pause
+ *   str exec_fifo, u32 clone_parent, u32 pdeathsig, u32 hook_pause, u32 create_exec_fifo (optional)
  *   u32 end magic 0x444e4542 ("BEND")
  */
 #include "spawn.h"
@@ -163,7 +163,7 @@ struct config {
 	uint32_t nargs; char **args; /* NULL-terminated */
 	uint32_t nenv; char **env;   /* NULL-terminated */
 	uint32_t terminal; int32_t stdio[3]; uint32_t nextra; int32_t *extra;
-	const char *exec_fifo; uint32_t clone_parent, pdeathsig, hook_pause;
+	const char *exec_fifo; uint32_t clone_parent, pdeathsig, hook_pause, create_fifo;
 	/* derived */
 	uint32_t new_flags;   /* CLONE_NEW* to create at clone time */
 	int new_cgroupns;     /* unshare after GO */
@@ -322,7 +322,10 @@ static const char *decode(struct config *c, const uint8_t *cfg, size_t len)
 	c->extra = xcalloc(c->nextra, sizeof *c->extra, &oom);
 	for (uint32_t i = 0; !oom && i < c->nextra; i++) c->extra[i] = (int32_t)rd_u32(&r);
 	c->exec_fifo = rd_str(&r); c->clone_parent = rd_u32(&r); c->pdeathsig = rd_u32(&r); c->hook_pause = rd_u32(&r);
-	if (rd_u32(&r) != END_MAGIC && !r.bad) return "config trailer missing (encoder/decoder version mismatch)";
+	/* create_exec_fifo came later: an encoder that predates it ends with the trailer here. */
+	uint32_t next = rd_u32(&r);
+	if (next != END_MAGIC) { c->create_fifo = next; next = rd_u32(&r); }
+	if (next != END_MAGIC && !r.bad) return "config trailer missing (encoder/decoder version mismatch)";
 	if (oom) return "out of memory decoding the config";
 	if (r.bad) return "config is truncated or malformed";
 	if (r.p != r.end) return "config has trailing bytes";
@@ -1148,6 +1151,17 @@ static int spawn_impl(const uint8_t *cfg, size_t cfglen, const int *fds, uint32_
 	if (*c->rootfs && c->rootfs[0] != '/') { rc = set_err(err, errlen, EINVAL, "rootfs must be an absolute path: ", c->rootfs, NULL); goto out; }
 	for (uint32_t i = 0; i < c->nmounts; i++)
 		if (c->mounts[i].dest[0] != '/') { rc = set_err(err, errlen, EINVAL, "mount destination must be absolute: ", c->mounts[i].dest, NULL); goto out; }
+	if (*c->exec_fifo && c->create_fifo) {
+		/* Mode 0622 whatever the umask (the init may run as any user). Only the single-threaded
+		 * zygote may clear its umask around mknod; in-process, chmod afterwards. EEXIST: a
+		 * zygote that died after making it (the caller retries directly). */
+		mode_t old = fds ? umask(0) : 0;
+		int r = mknod(c->exec_fifo, S_IFIFO | 0622, 0);
+		if (r < 0 && errno == EEXIST && unlink(c->exec_fifo) == 0) r = mknod(c->exec_fifo, S_IFIFO | 0622, 0);
+		if (fds) umask(old);
+		else if (r == 0) r = chmod(c->exec_fifo, 0622);
+		if (r < 0) { rc = set_err(err, errlen, errno, "create exec fifo ", c->exec_fifo, NULL); goto out; }
+	}
 	if (*c->exec_fifo) {
 		c->fifo_fd = open(c->exec_fifo, O_PATH | O_CLOEXEC);
 		if (c->fifo_fd < 0) { rc = set_err(err, errlen, errno, "open exec fifo ", c->exec_fifo, NULL); goto out; }

@@ -119,6 +119,11 @@ export interface SpawnConfig {
    * createContainer hooks and then continues the child.
    */
   hookPause: boolean;
+  /**
+   * Create execFifo (a new FIFO, mode 0622 whatever the umask) before opening it, instead of
+   * expecting it to exist: through the zygote that saves the caller a mknod and a chmod.
+   */
+  createExecFifo?: boolean;
 }
 
 /** What the parent side gets back from spawn(). */

@@ -178,6 +178,7 @@ export function encodeSpawnConfig(cfg: SpawnConfig): Buffer {
   w.bool(cfg.cloneParent);
   w.u32(cfg.parentDeathSignal, 'parentDeathSignal');
   w.bool(cfg.hookPause);
+  w.bool(cfg.createExecFifo ?? false);
   w.u32(END_MAGIC, '');
   return w.done();
 }

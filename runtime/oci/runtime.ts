@@ -6,7 +6,7 @@
  * because everything needed is in <root>/<id>/state.json.
  */
 import net from 'node:net';
-import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, chmodSync, constants as fsConstants } from 'node:fs';
+import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
 import { BerthError, SpawnError } from '../errors.js';
@@ -21,7 +21,6 @@ import type { Cgroup, CgroupDriver, CgroupStats } from '../cgroups/types.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
 import { spawnInit, beginSpawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
-import * as L from '../linux/libc.js';
 import * as N from '../linux/native.js';
 
 export const DEFAULT_ROOT = '/run/berth-oci';
@@ -230,12 +229,12 @@ export class Runtime {
         rootfs, cgroupPaths: record.cgroupPaths, cgroupVersion: this.cgroups.version, noPivot: opts.noPivot,
         execFifo: fifo, stdio: opts.stdio ?? [0, 1, 2], extraFds, cloneParent: opts.detached ?? false, hookPause: hasCreateHooks,
       });
-      N.mknod(fifo, L.S_IFIFO | 0o622);
-      chmodSync(fifo, 0o622); // mknod is subject to the umask; the init may run as any user
-      // The zygote clones while we record the container and make its cgroup (no await until
-      // finishSpawn: one request in flight). Until state.json exists an interrupted create leaves
-      // only this directory (delete removes it) and an init that exits when our end of its sync
-      // socket closes; the cgroup is made after state.json names it, so delete can remove it.
+      // The spawn makes the exec fifo (mode 0622 whatever the umask: the init may run as any user).
+      cfg.createExecFifo = true;
+      // The zygote makes the fifo and clones while we record the container and make its cgroup (no
+      // await until finishSpawn: one request in flight). Until state.json exists an interrupted
+      // create leaves only this directory (delete removes it) and an init that exits when our end
+      // of its sync socket closes; the cgroup is made after state.json names it, so delete can remove it.
       const finishSpawn = opts.zygoteSocket !== undefined ? beginSpawnViaZygote(opts.zygoteSocket, cfg) : beginSpawnInit(cfg, { zygote: this.zygote });
       let setupError: unknown = null;
       try {

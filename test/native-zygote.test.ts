@@ -1,11 +1,16 @@
 /**
- * The spawn zygote's spare network namespace (native/spawn.c, berth-zygote --spare-netns): an
- * init that asks for a new netns gets one of its own that nobody else has or had (fresh: only
- * lo, down), one without a network namespace stays in the host's, and one that joins a netns by
- * path ends up there, whatever spare the zygote holds at the time.
+ * What the spawn zygote does for Runtime.create beyond cloning (native/spawn.c):
+ * - its spare network namespace (berth-zygote --spare-netns): an init that asks for a new netns
+ *   gets one of its own that nobody else has or had (fresh: only lo), one without a network
+ *   namespace stays in the host's, and one that joins a netns by path ends up there, whatever
+ *   spare the zygote holds at the time;
+ * - the exec fifo it makes (createExecFifo) has mode 0622 whatever our umask, through the zygote
+ *   and without it, so an init running as any user can take the start signal.
  */
 import t from 'tap';
 import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Runtime } from '../runtime/oci/runtime.js';
 import { makeEnv, type TestEnv } from './helpers/oci.js';
 
 t.setTimeout(120_000);
@@ -58,4 +63,18 @@ t.test('an init that joins a netns by path is in that netns', async (t) => {
   const c = await created();
   t.not(netnsOf(c.pid), netnsOf(a.pid), 'the next new netns is not the joined one');
   for (const { id } of [b, a, c]) await env.rt.delete(id, true);
+});
+
+t.test('the exec fifo is 0622 under a restrictive umask, with and without the zygote, and a non-root init starts', async (t) => {
+  const old = process.umask(0o077);
+  t.teardown(() => { process.umask(old); });
+  for (const zygote of [true, false]) {
+    const rt = new Runtime({ root: env.root, warn: () => {}, zygote });
+    const id = env.id(zygote ? 'fifo-z' : 'fifo-d');
+    await rt.create(id, { bundle: env.bundle, spec: env.spec(['/bin/true'], (s) => { s.process!.user = { uid: 1000, gid: 1000 }; }), stdio: [-1, -1, -1] });
+    t.equal(statSync(join(env.root, id, 'exec.fifo')).mode & 0o7777, 0o622, `zygote=${zygote}`);
+    await rt.start(id);
+    t.equal((await rt.wait(id)).exitCode, 0, `zygote=${zygote}: the uid 1000 init took the start signal and ran`);
+    await rt.delete(id);
+  }
 });
