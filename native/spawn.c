@@ -444,12 +444,46 @@ static int open_in_root(int rootfd, const char *path)
  */
 static char g_pathbuf[PATH_MAX];
 
+/* The last component of path (which has no trailing '/') is missing: make it in its parent when
+ * that exists (the usual case: one level below a mount just made). 1: done (*out set), 0: the
+ * parent is missing too, < 0: -errno. */
+static int mk_last_in_root(int rootfd, const char *path, size_t len, int as_file, int *out)
+{
+	size_t cut = len;
+	while (cut > 0 && path[cut - 1] != '/') cut--;
+	if (cut <= 1 || len - cut >= NAME_MAX) return 0; /* directly under "/" or odd: the general walk */
+	memcpy(g_pathbuf, path, cut - 1);
+	g_pathbuf[cut - 1] = 0;
+	int parent = open_in_root(rootfd, g_pathbuf);
+	if (parent == -ENOENT) return 0;
+	if (parent < 0) return parent;
+	const char *comp = path + cut;
+	int r;
+	if (as_file) {
+		r = openat(parent, comp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (r >= 0) close(r);
+	} else {
+		r = mkdirat(parent, comp, 0755);
+	}
+	int e = r < 0 ? errno : 0;
+	close(parent);
+	if (r < 0 && e != EEXIST) return -e;
+	int fd = open_in_root(rootfd, path);
+	if (fd < 0) return fd;
+	*out = fd;
+	return 1;
+}
+
 static int mkpath_in_root(int rootfd, const char *path, int create, int as_file)
 {
 	int fd = open_in_root(rootfd, path);
 	if (fd >= 0 || fd != -ENOENT || !create) return fd;
 	size_t len = strlen(path);
 	if (len >= sizeof g_pathbuf) return -ENAMETOOLONG;
+	if (len > 1 && path[len - 1] != '/') {
+		int r = mk_last_in_root(rootfd, path, len, as_file, &fd);
+		if (r != 0) return r < 0 ? r : fd;
+	}
 	memcpy(g_pathbuf, path, len + 1);
 	int parent = open_in_root(rootfd, "/");
 	if (parent < 0) return parent;
