@@ -70,6 +70,9 @@ export interface IngestOptions {
    * prefix is replayed from disk first, and a blob that already exists (or that a concurrent
    * call downloaded) is replayed from the store. A returned promise applies back-pressure.
    * If ingest throws, whatever onChunk saw must be discarded.
+   * Downloaded bytes arrive in batches of up to 1 MiB, each a Buffer over memory of its own
+   * that the store does not touch again (the receiver may keep it, or transfer its ArrayBuffer
+   * when the Buffer spans all of it).
    */
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
   /** Where the bytes come from, for error messages and the sidecar. */
@@ -325,8 +328,8 @@ export class ContentStore {
     if (!opts.onChunk) { opts.onProgress?.(total, total); return; }
     let done = 0;
     for await (const c of this.openRead(digest)) {
+      done += (c as Buffer).length; // before onChunk, which may transfer the chunk away
       await opts.onChunk(c as Buffer);
-      done += (c as Buffer).length;
       opts.onProgress?.(done, total);
     }
   }
@@ -346,22 +349,25 @@ export class ContentStore {
     let hash: Hash = createHash('sha256');
     let fetched = 0;
     const resumedFrom = offset;
-    // Received bytes not yet written: written in batches of WRITE_BATCH with one writev (a
-    // threadpool round trip per network chunk cost the main thread of a pull more than the copy).
-    let unwritten: Buffer[] = [];
-    let unwrittenBytes = 0;
+    // Received bytes are copied into a batch of WRITE_BATCH bytes, written with one write, and
+    // only then handed to onChunk (a threadpool round trip per network chunk cost the main thread
+    // of a pull more than the copy; the tee gets whole batches it may keep).
+    let batch: Buffer | null = null;
+    let fill = 0;
+    let batchAt = 0;
     const flushWrites = async () => {
-      if (unwrittenBytes === 0) return;
-      const bufs = unwritten;
-      const at = offset - unwrittenBytes;
-      unwritten = [];
-      unwrittenBytes = 0;
+      if (!batch || fill === 0) return;
+      const b = fill === batch.length ? batch : batch.subarray(0, fill);
+      const at = batchAt;
+      batch = null;
+      fill = 0;
       try {
-        await writevAll(fh, bufs, at);
+        await writeAll(fh, b, at);
       } catch (e) {
         writeFailed = true; // the file now lags `offset`: never retry past this
         throw e;
       }
+      if (opts.onChunk) await opts.onChunk(b);
     };
     let writeFailed = false;
     const discard = async () => {
@@ -377,8 +383,8 @@ export class ContentStore {
         for await (const c of createReadStream(partial, { start: 0, end: offset - 1 })) {
           const b = c as Buffer;
           hash.update(b);
+          seen += b.length; // before onChunk, which may transfer the chunk away
           if (opts.onChunk) await opts.onChunk(b);
-          seen += b.length;
         }
         if (seen !== offset) { offset = seen; await fh.truncate(seen); }
         opts.onProgress?.(offset, size);
@@ -417,12 +423,18 @@ export class ContentStore {
               throw new BlobSizeError(digest, size, actual, source);
             }
             hash.update(b);
-            unwritten.push(b);
-            unwrittenBytes += b.length;
+            for (let off = 0; off < b.length;) {
+              if (!batch) {
+                batchAt = offset + off;
+                batch = Buffer.allocUnsafeSlow(Math.min(WRITE_BATCH, size - batchAt));
+              }
+              const n = b.copy(batch, fill, off);
+              fill += n;
+              off += n;
+              if (fill === batch.length) await flushWrites();
+            }
             offset += b.length;
-            if (unwrittenBytes >= WRITE_BATCH) await flushWrites();
             fetched += b.length;
-            if (opts.onChunk) await opts.onChunk(b);
             opts.onProgress?.(offset, size);
           }
         } catch (e) {
@@ -458,16 +470,11 @@ export class ContentStore {
 /** Bytes of a download gathered before one writev. */
 const WRITE_BATCH = 1 << 20;
 
-async function writevAll(fh: FileHandle, bufs: Buffer[], pos: number): Promise<void> {
-  let rest = bufs;
-  while (rest.length > 0) {
-    const { bytesWritten } = await fh.writev(rest, pos);
-    pos += bytesWritten;
-    let n = bytesWritten;
-    let i = 0;
-    while (i < rest.length && n >= rest[i].length) n -= rest[i++].length;
-    rest = rest.slice(i);
-    if (n > 0) rest[0] = rest[0].subarray(n);
+async function writeAll(fh: FileHandle, b: Uint8Array, pos: number): Promise<void> {
+  let off = 0;
+  while (off < b.length) {
+    const { bytesWritten } = await fh.write(b, off, b.length - off, pos + off);
+    off += bytesWritten;
   }
 }
 

@@ -54,6 +54,8 @@ export interface PrepareLayer {
   diffId: string;
   /** Produces the layer's bytes (compressed or not); called at most once per attempt. */
   open: () => Promise<AsyncIterable<Buffer> | Readable>;
+  /** Nobody uses open()'s chunks once yielded (see UnpackOptions.transferChunks). */
+  transferChunks?: boolean;
   signal?: AbortSignal;
 }
 
@@ -115,7 +117,7 @@ export class Snapshotter {
     const tmp = path.join(this.dir, `tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     fs.mkdirSync(tmp, { mode: 0o711 });
     try {
-      const res: UnpackResult = await unpackLayerOffThread(await layer.open(), path.join(tmp, 'fs'), { expectedDiffId: layer.diffId, signal: layer.signal });
+      const res: UnpackResult = await unpackLayerOffThread(await layer.open(), path.join(tmp, 'fs'), { expectedDiffId: layer.diffId, signal: layer.signal, transferChunks: layer.transferChunks });
       const id = this.db.reserveSnapshot({ chainId: layer.chainId, parent: layer.parent, diffId: layer.diffId, size: res.tarSize });
       if (id === null) {
         // another process committed the same chain first

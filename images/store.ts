@@ -296,6 +296,7 @@ export class ImageStore {
       try {
         await this.snapshots.prepare({
           chainId, parent, diffId, signal: opts.signal,
+          transferChunks: true, // the content store hands its batches over (IngestOptions.onChunk)
           open: async () => {
             const p = new PassThrough({ highWaterMark: 1 << 20 });
             pipe = p;

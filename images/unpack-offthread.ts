@@ -46,6 +46,8 @@ export interface SerializedError {
 const UNPACK_THREADS = 2;
 /** Bytes per message to a worker (a batch of the source's chunks, copied once). */
 const BATCH = 1 << 20;
+/** Smallest chunk moved to a worker rather than copied into a batch. */
+const TRANSFER_MIN = 64 * 1024;
 /** Bytes sent but not yet taken by the worker, per layer, before the sender waits. */
 const WINDOW = 4 << 20;
 
@@ -227,6 +229,14 @@ export async function unpackLayerOffThread(source: AsyncIterable<Buffer> | Reada
     opts.signal?.throwIfAborted();
     for await (const c of source as AsyncIterable<Buffer>) {
       if (settled) break;
+      if (opts.transferChunks && c.byteLength >= TRANSFER_MIN && c.byteOffset === 0 && c.byteLength === c.buffer.byteLength) {
+        await flush(); // keep the order: what was batched goes first
+        const ab = c.buffer as ArrayBuffer;
+        p.inflight += ab.byteLength;
+        th.post({ t: 'data', id, buf: ab }, [ab]);
+        while (p.inflight > WINDOW && !settled) await waitAck();
+        continue;
+      }
       let off = 0;
       while (off < c.length) {
         if (!batch) batch = Buffer.allocUnsafeSlow(BATCH);

@@ -50,6 +50,11 @@ export interface UnpackOptions {
    * event-loop turn per entry.
    */
   syncIO?: boolean;
+  /**
+   * unpackLayerOffThread(): nobody uses the source's chunks once they are yielded, so a chunk
+   * that spans its whole ArrayBuffer is moved to the worker (transferred) instead of copied.
+   */
+  transferChunks?: boolean;
 }
 
 export interface UnpackResult {
