@@ -25,7 +25,17 @@ const dir = mkdtempSync(join(tmpdir(), 'berth-rmvol-'));
 const root = join(dir, 'root');
 const state = join(dir, 's');
 const cgParent = `berth-voltest-${rand}`;
-const env = { ...process.env, BERTH_CGROUP_PARENT: cgParent };
+const bridge = `berth${rand}`;
+/** A /24 the host does not use, for this file's default network. */
+function freeSubnet(): string {
+  const used = execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' }) + execFileSync('ip', ['-o', 'route'], { encoding: 'utf8' });
+  for (;;) {
+    const s = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 256)}`;
+    if (!used.includes(`${s}.`)) return `${s}.0/24`;
+  }
+}
+const subnet = freeSubnet();
+const env = { ...process.env, BERTH_CGROUP_PARENT: cgParent, BERTH_DEFAULT_BRIDGE: bridge, BERTH_DEFAULT_SUBNET: subnet };
 let reg: TestRegistry | undefined;
 let IMG = '';
 
@@ -56,6 +66,7 @@ t.teardown(async () => {
   } finally {
     for (const m of mountsUnder(dir).reverse()) { try { execFileSync('umount', ['-l', m]); } catch { /* gone */ } }
     for (const c of readdirSync('/sys/fs/cgroup')) { try { rmdirSync(join('/sys/fs/cgroup', c, cgParent)); } catch { /* absent */ } }
+    try { execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' }); } catch { /* never made */ }
     await reg?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -77,7 +88,7 @@ t.test('run --rm: the rootfs overlay is volatile; without --rm it is not', async
 });
 
 t.test('a --rm container is mounted again after its volatile mount went away', async (t) => {
-  const e = await Engine.open({ root, state, cgroupParent: cgParent });
+  const e = await Engine.open({ root, state, cgroupParent: cgParent, defaultBridge: bridge, defaultSubnet: subnet });
   t.teardown(() => e.close());
   const rec = await e.create({ image: IMG, rm: true, network: 'none', args: ['true'] });
   t.teardown(async () => { await e.rm(rec.id, { force: true }).catch(() => {}); });
@@ -117,4 +128,44 @@ t.test('start: a bundle that fails to load after the monitor was started leaves 
   const rm = await berth(['rm', '-f', name]);
   t.equal(rm.code, 0, rm.stderr);
   t.same(mountsUnder(join(root, 'containers')), [], 'no container mounts left');
+});
+
+t.test('create({ startSoon }): the network is set up during create, taken over by start, undone when create fails or the container is removed unstarted', async (t) => {
+  const e = await Engine.open({ root, state, cgroupParent: cgParent, defaultBridge: bridge, defaultSubnet: subnet });
+  t.teardown(() => e.close());
+  const cniResults = (): string[] => { try { return readdirSync(join(root, 'cni-results')); } catch { return []; } };
+  const veths = (): string => execFileSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' }).trim();
+  const netnsFile = (id: string): string => join(state, 'netns', id.slice(0, 12));
+
+  // taken over by start
+  const rec = await e.create({ image: IMG, startSoon: true, args: ['sh', '-c', 'ip -o addr show eth0 | grep -q "inet " && ip -o link show lo | grep -q UP'] });
+  t.ok(existsSync(netnsFile(rec.id)), 'create made the netns file');
+  const started = await e.start(rec);
+  t.match(started.ip ?? '', /^10\./, `an address on the bridge (${started.ip})`);
+  t.equal(cniResults().length, 1, 'one stored CNI result (bridge; lo came up without the plugin)');
+  const done = await e.wait(rec.id);
+  t.equal(done.exitCode, 0, 'eth0 had its address and lo was up inside the container');
+  await e.rm(rec.id);
+  t.same(cniResults(), [], 'rm: CNI results gone');
+  t.notOk(existsSync(netnsFile(rec.id)), 'rm: netns file gone');
+  t.equal(veths(), '', 'rm: no veth left on the bridge');
+
+  // removed without being started
+  const idle = await e.create({ image: IMG, startSoon: true, args: ['true'] });
+  t.ok(existsSync(netnsFile(idle.id)), 'netns made by create');
+  await e.rm(idle.id);
+  t.same(cniResults(), [], 'rm of an unstarted container: its early attachment is deleted');
+  t.notOk(existsSync(netnsFile(idle.id)), 'and its netns file');
+  t.equal(veths(), '', 'and its veth');
+
+  // create fails after the network was begun
+  const before = readdirSync(join(root, 'containers')).filter((f) => !f.startsWith('.'));
+  await t.rejects(e.create({ image: IMG, startSoon: true, workdir: 'relative/dir', args: ['true'] }), /--workdir.*must be an absolute path/);
+  t.same(readdirSync(join(root, 'containers')).filter((f) => !f.startsWith('.')), before, 'no container directory left');
+  t.same(cniResults(), [], 'no CNI result left');
+  t.same(existsSync(join(state, 'netns')) ? readdirSync(join(state, 'netns')) : [], [], 'no netns file left');
+  t.equal(veths(), '', 'no veth left');
+  await t.rejects(e.create({ image: 'berth-no-such-image:latest', startSoon: true, pull: 'never' }), /not present locally/);
+  t.same(cniResults(), [], 'a missing image: nothing left either');
+  t.same(existsSync(join(state, 'netns')) ? readdirSync(join(state, 'netns')) : [], [], 'no netns file');
 });

@@ -89,6 +89,13 @@ export interface CreateOptions {
   stopSignal?: string;
   stopTimeout?: number;
   pull?: 'missing' | 'always' | 'never';
+  /**
+   * start() follows at once in this process (`berth run`): on a bridge network without published
+   * ports the network namespace and the CNI ADD begin here, overlapping the image lookup, the
+   * rootfs mount and the bundle. A failed create tears them down; rm/cleanup of a container
+   * that was never started does too.
+   */
+  startSoon?: boolean;
   platform?: string;
   onPullProgress?: (line: string) => void;
 }
@@ -206,6 +213,8 @@ export class Engine {
   private readonly runtimePath: string | undefined;
   private images_: ImageStore | null = null;
   private runtime_: Runtime | null = null;
+  /** Network setups begun by create({ startSoon }) for start() to take over, by container id. */
+  private readonly earlyNetworks = new Map<string, { nsFile: string; network: Promise<Attachment> }>();
 
   private constructor(o: EngineOptions) {
     this.root = o.root;
@@ -367,11 +376,47 @@ export class Engine {
       const holder = this.containers.resolve(o.name);
       throw new BerthError('ENAMETAKEN', `the container name "${o.name}" is already in use by container ${holder.id.slice(0, 12)}; remove it or pick another name`);
     }
+    const id = ContainerStore.newId();
+    const network = p.network === 'bridge' ? this.defaultNetworkName() : p.network;
+    if (o.startSoon && network !== 'none' && network !== 'host' && p.ports.length === 0) this.beginNetwork(id, network, []);
+    try {
+      return await this.createContainer(o, p, id, network);
+    } catch (e) {
+      await this.dropEarlyNetwork(id, network);
+      throw e;
+    }
+  }
+
+  /**
+   * Make the container's network namespace (lo up) and begin the CNI ADD for `network`; the
+   * attachment settles later (start() awaits it with the monitor). Kept in earlyNetworks.
+   */
+  private beginNetwork(id: string, network: string, ports: PortMapping[]): { nsFile: string; network: Promise<Attachment> } {
+    const nsFile = this.netnsFile(id);
+    removeNetns(nsFile);
+    createNetns(nsFile);
+    const att = this.networks.connect(network, { containerId: id, netns: nsFile, ports, loopback: false });
+    att.catch(() => { /* awaited by start, cleanup or dropEarlyNetwork */ });
+    const early = { nsFile, network: att };
+    this.earlyNetworks.set(id, early);
+    return early;
+  }
+
+  /** Undo beginNetwork for a container that will not start (ADD settled first, then DEL). */
+  private async dropEarlyNetwork(id: string, network: string): Promise<void> {
+    const early = this.earlyNetworks.get(id);
+    if (!early) return;
+    this.earlyNetworks.delete(id);
+    await early.network.catch(() => {});
+    removeNetns(early.nsFile);
+    await this.networks.disconnect(network, { containerId: id, netns: early.nsFile, loopback: false }).catch(() => {});
+  }
+
+  private async createContainer(o: CreateOptions, p: ReturnType<Engine['parseOptions']>, id: string, network: string): Promise<ContainerRecord> {
     const imageId = await this.resolveImage(o);
     const rf = await this.images.rootfsFor(imageId);
     trace('create: image resolved');
     const cfg: ImageRunConfig = rf.config.config ?? {};
-    const id = ContainerStore.newId();
     const name = o.name ?? this.containers.generateName();
     this.containers.claimName(name, id);
     const dir = this.cdir(id);
@@ -448,7 +493,7 @@ export class Engine {
         options: { ...o, onPullProgress: undefined },
         tty: !!o.tty, stdinOpen: !!o.interactive, autoRemove: !!o.rm, restartPolicy: p.restart,
         stopSignal: normalizeSignal(o.stopSignal ?? cfg.StopSignal), stopTimeout: o.stopTimeout ?? 10,
-        network: p.network === 'bridge' ? this.defaultNetworkName() : p.network, ip: null, ports: p.ports,
+        network, ip: null, ports: p.ports,
         volumes: volNames, anonVolumes: anon, hostname,
         status: 'created', monitorPid: 0, pid: 0, startedAt: null, finishedAt: null, exitCode: null,
         oomKilled: false, restartCount: 0, error: null, resourcesUp: true,
@@ -537,9 +582,30 @@ export class Engine {
         return { pid: c.record.pid, ptyMaster: c.ptyMaster };
       }
       : undefined;
-    // The monitor (and its zygote) start first and come up while the bundle and the network
-    // namespace are prepared here; it takes the handoff (or runs `<runtime> create`, which reads
-    // the bundle) only once they are ready.
+    // The network namespace is made first (lo up, bound to a file; netns.ts createNetns) and the
+    // bundle joins it by path: restarts (by the monitor, through berth-oci) keep the same
+    // namespace, address and ports. The CNI ADD (the slowest part, begun already by
+    // create({ startSoon }) for `berth run`) runs while the monitor starts and the init is created.
+    const nsFile = this.netnsFile(rec.id);
+    let network: Promise<Attachment | null> = Promise.resolve(null);
+    const early = this.earlyNetworks.get(rec.id);
+    this.earlyNetworks.delete(rec.id);
+    if (early) {
+      network = early.network;
+    } else if (rec.network !== 'host') {
+      try {
+        if (bridged) network = this.beginNetwork(rec.id, rec.network, rec.ports).network;
+        else { removeNetns(nsFile); createNetns(nsFile); }
+      } catch (e) {
+        this.earlyNetworks.delete(rec.id);
+        await this.cleanup(rec).catch(() => {});
+        throw e;
+      }
+      this.earlyNetworks.delete(rec.id);
+    }
+    trace('start: netns ready');
+    // The monitor (and its zygote) come up while the bundle is loaded here; it takes the handoff
+    // (or runs `<runtime> create`, which reads the bundle) only once that is done.
     let ready!: () => void, abort!: (e: unknown) => void;
     const prepared = new Promise<void>((res, rej) => { ready = res; abort = rej; });
     prepared.catch(() => { /* reported by the monitor's promise */ });
@@ -555,36 +621,26 @@ export class Engine {
       });
     })();
     monitor.catch(() => { /* awaited below */ });
-    // The network namespace is made first (lo up, bound to a file; netns.ts createNetns) and the
-    // bundle joins it by path: restarts (by the monitor, through berth-oci) keep the same
-    // namespace, address and ports, and the CNI ADD runs while the init is being created.
-    const nsFile = this.netnsFile(rec.id);
-    let network: Promise<Attachment | null> = Promise.resolve(null);
     try {
       try {
         spec = JSON.parse(readFileSync(specPath, 'utf8')) as Spec;
       } catch (e) {
         throw new BerthError('EBUNDLE', `cannot load the bundle of container ${rec.name} (${specPath}): ${(e as Error).message}`, { cause: e });
       }
-      if (rec.network !== 'host') {
-        removeNetns(nsFile);
-        createNetns(nsFile);
-        // create() already names the file (bundles of older containers may not)
-        if (!spec.linux!.namespaces!.some((n) => n.type === 'network' && n.path === nsFile)) {
-          spec.linux!.namespaces = withNetnsPath(spec.linux!.namespaces!, nsFile);
-          atomicWrite(specPath, JSON.stringify(spec, null, 2));
-        }
+      // create() already names the netns file (bundles of older containers may not)
+      if (rec.network !== 'host' && !spec.linux!.namespaces!.some((n) => n.type === 'network' && n.path === nsFile)) {
+        spec.linux!.namespaces = withNetnsPath(spec.linux!.namespaces!, nsFile);
+        atomicWrite(specPath, JSON.stringify(spec, null, 2));
       }
       if (!rec.resourcesUp || rec.error !== null) {
         rec.resourcesUp = true;
         rec.error = null;
         this.containers.save(rec);
       }
-      trace('start: bundle and netns ready');
-      if (bridged) network = this.networks.connect(rec.network, { containerId: rec.id, netns: nsFile, ports: rec.ports, loopback: false });
+      trace('start: bundle ready');
     } catch (e) {
       abort(e);
-      await monitor.catch(() => {});
+      await Promise.allSettled([monitor, network]);
       await this.cleanup(rec).catch(() => {});
       throw e;
     }
@@ -640,6 +696,9 @@ export class Engine {
   /** Tear down what a started container holds (idempotent); records its exit. */
   async cleanup(rec: ContainerRecord): Promise<void> {
     trace('cleanup: begin');
+    // a network setup begun by create({ startSoon }) or start() settles before it is undone
+    const early = this.earlyNetworks.get(rec.id);
+    if (early) { this.earlyNetworks.delete(rec.id); await early.network.catch(() => {}); }
     const ex = readExitStatus(this.exitFile(rec.id));
     if (ex) this.applyExit(rec, ex);
     else if (rec.status !== 'created' || rec.monitorPid > 0) {
