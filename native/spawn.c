@@ -14,7 +14,7 @@
  * The child is async-signal-safe C only: no malloc, no stdio, no locale; raw syscalls where glibc
  * wrappers take locks or broadcast to threads (setresuid/setresgid/setgroups, capset, seccomp,
  * prlimit, pivot_root, openat2, clone, close_range). Its order follows runc/crun:
- *   reset signals, setsid, pdeathsig, oom_score_adj, wait GO | setns user, then ipc/uts/net/
+ *   reset signals, setsid, pdeathsig, oom_score_adj, exec fifo (createExecFifo), wait GO | setns user, then ipc/uts/net/
  *   cgroup/mnt; unshare cgroupns | sethostname/setdomainname | "/" MS_SLAVE|MS_REC (or
  *   rootfsPropagation), bind rootfs on itself, mounts in order (destinations resolved with
  *   openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS), created component by component inside the
@@ -70,7 +70,8 @@
  *   u32 has_umask, u32 umask
  *   str cwd, u32 nargs, str..., u32 nenv, str...
  *   u32 terminal, i32 stdio[3], u32 nextra, nextra * i32
- *   str exec_fifo, u32 clone_parent, u32 pdeathsig, u32 hook_pause, u32 create_exec_fifo (optional)
+ *   str exec_fifo, u32 clone_parent, u32 pdeathsig, u32 hook_pause, u32 create_exec_fifo (optional:
+ *   the fifo is made by the child before GO, or before clone when the child gets a new user ns)
  *   u32 end magic 0x444e4542 ("BEND")
  */
 #include "spawn.h"
@@ -171,6 +172,7 @@ struct config {
 	int has_mntns, has_utsns;
 	int pid_join_fd;      /* -1 unless joining a pid ns */
 	int fifo_fd;          /* O_PATH fd of exec_fifo or -1 */
+	int child_fifo;       /* the child makes exec_fifo (create_fifo without a new user ns) */
 	pid_t parent_pid;     /* who the child's parent will be (for the pdeathsig race check) */
 	int sync_fd, fd_sock; /* child ends */
 	char *blob;           /* the config copy every pointer refers into */
@@ -995,8 +997,19 @@ __attribute__((noreturn)) static void child_main(struct config *cfg)
 		else fmt_into(v, sizeof v, "", C->oom, "");
 		write_file("oom_score_adj", "/proc/self/oom_score_adj", v, "write");
 	}
+	/* Still in the caller's mount namespace (a copy) with its credentials, umask 0: mode 0622.
+	 * EEXIST: left by a spawn that failed before (the caller retries after a zygote died). A
+	 * failure is reported after GO, when the caller reads the sync socket. */
+	int fifo_err = 0;
+	if (C->child_fifo) {
+		int r = mknod(C->exec_fifo, S_IFIFO | 0622, 0);
+		if (r < 0 && errno == EEXIST && unlink(C->exec_fifo) == 0) r = mknod(C->exec_fifo, S_IFIFO | 0622, 0);
+		if (r == 0) C->fifo_fd = open(C->exec_fifo, O_PATH | O_CLOEXEC);
+		if (r < 0 || C->fifo_fd < 0) fifo_err = errno;
+	}
 
 	expect_msg(BERTH_SYNC_GO, "GO");
+	if (fifo_err) { msg_reset(); msg_s("create exec fifo "); msg_s(C->exec_fifo); die("exec_fifo", fifo_err); }
 
 	join_namespaces();
 	if (*C->hostname && sethostname(C->hostname, strlen(C->hostname)) < 0) {
@@ -1185,7 +1198,11 @@ static int spawn_impl(const uint8_t *cfg, size_t cfglen, const int *fds, uint32_
 	if (*c->rootfs && c->rootfs[0] != '/') { rc = set_err(err, errlen, EINVAL, "rootfs must be an absolute path: ", c->rootfs, NULL); goto out; }
 	for (uint32_t i = 0; i < c->nmounts; i++)
 		if (c->mounts[i].dest[0] != '/') { rc = set_err(err, errlen, EINVAL, "mount destination must be absolute: ", c->mounts[i].dest, NULL); goto out; }
-	if (*c->exec_fifo && c->create_fifo) {
+	/* create_fifo: the child makes the fifo itself before GO, while the caller writes its state
+	 * and makes the cgroup, unless it is in a user namespace of its own (no rights on the host
+	 * directory there): then it is made here. */
+	c->child_fifo = *c->exec_fifo && c->create_fifo && !(c->new_flags & CLONE_NEWUSER);
+	if (*c->exec_fifo && c->create_fifo && !c->child_fifo) {
 		/* Mode 0622 whatever the umask (the init may run as any user). Only the single-threaded
 		 * zygote may clear its umask around mknod; in-process, chmod afterwards. EEXIST: a
 		 * zygote that died after making it (the caller retries directly). */
@@ -1196,7 +1213,7 @@ static int spawn_impl(const uint8_t *cfg, size_t cfglen, const int *fds, uint32_
 		else if (r == 0) r = chmod(c->exec_fifo, 0622);
 		if (r < 0) { rc = set_err(err, errlen, errno, "create exec fifo ", c->exec_fifo, NULL); goto out; }
 	}
-	if (*c->exec_fifo) {
+	if (*c->exec_fifo && !c->child_fifo) {
 		c->fifo_fd = open(c->exec_fifo, O_PATH | O_CLOEXEC);
 		if (c->fifo_fd < 0) { rc = set_err(err, errlen, errno, "open exec fifo ", c->exec_fifo, NULL); goto out; }
 	}

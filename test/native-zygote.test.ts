@@ -8,9 +8,10 @@
  *   and without it, so an init running as any user can take the start signal.
  */
 import t from 'tap';
-import { readFileSync, statSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Runtime } from '../runtime/oci/runtime.js';
+import type { Spec } from '../runtime/oci/spec.js';
 import { makeEnv, type TestEnv } from './helpers/oci.js';
 
 t.setTimeout(120_000);
@@ -65,16 +66,28 @@ t.test('an init that joins a netns by path is in that netns', async (t) => {
   for (const { id } of [b, a, c]) await env.rt.delete(id, true);
 });
 
-t.test('the exec fifo is 0622 under a restrictive umask, with and without the zygote, and a non-root init starts', async (t) => {
+t.test('the exec fifo is 0622 under a restrictive umask, with and without the zygote and a user namespace, and a non-root init starts', async (t) => {
   const old = process.umask(0o077);
   t.teardown(() => { process.umask(old); });
+  chmodSync(env.bundle, 0o755); // mkdtemp made it 0700: the mapped root (uid 200000) must reach the rootfs
+  const userns = (s: Spec) => {
+    s.linux!.namespaces!.push({ type: 'user' });
+    s.linux!.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+    s.linux!.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+  };
   for (const zygote of [true, false]) {
-    const rt = new Runtime({ root: env.root, warn: () => {}, zygote });
-    const id = env.id(zygote ? 'fifo-z' : 'fifo-d');
-    await rt.create(id, { bundle: env.bundle, spec: env.spec(['/bin/true'], (s) => { s.process!.user = { uid: 1000, gid: 1000 }; }), stdio: [-1, -1, -1] });
-    t.equal(statSync(join(env.root, id, 'exec.fifo')).mode & 0o7777, 0o622, `zygote=${zygote}`);
-    await rt.start(id);
-    t.equal((await rt.wait(id)).exitCode, 0, `zygote=${zygote}: the uid 1000 init took the start signal and ran`);
-    await rt.delete(id);
+    for (const withUserns of [false, true]) {
+      const what = `zygote=${zygote} userns=${withUserns}`;
+      const rt = new Runtime({ root: env.root, warn: () => {}, zygote });
+      const id = env.id(zygote ? 'fifo-z' : 'fifo-d');
+      await rt.create(id, {
+        bundle: env.bundle, stdio: [-1, -1, -1],
+        spec: env.spec(['/bin/true'], (s) => { s.process!.user = { uid: 1000, gid: 1000 }; if (withUserns) userns(s); }),
+      });
+      t.equal(statSync(join(env.root, id, 'exec.fifo')).mode & 0o7777, 0o622, what);
+      await rt.start(id);
+      t.equal((await rt.wait(id)).exitCode, 0, `${what}: the uid 1000 init took the start signal and ran`);
+      await rt.delete(id);
+    }
   }
 });

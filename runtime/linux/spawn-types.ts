@@ -120,8 +120,9 @@ export interface SpawnConfig {
    */
   hookPause: boolean;
   /**
-   * Create execFifo (a new FIFO, mode 0622 whatever the umask) before opening it, instead of
-   * expecting it to exist: through the zygote that saves the caller a mknod and a chmod.
+   * Create execFifo (a new FIFO, mode 0622 whatever the umask) instead of expecting it to exist:
+   * the child makes it before GO, while the caller does its own setup (or the spawner before
+   * clone when the child gets a new user namespace, which has no rights on the host directory).
    */
   createExecFifo?: boolean;
 }
