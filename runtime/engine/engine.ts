@@ -597,11 +597,10 @@ export class Engine {
         if (bridged) network = this.beginNetwork(rec.id, rec.network, rec.ports).network;
         else { removeNetns(nsFile); createNetns(nsFile); }
       } catch (e) {
-        this.earlyNetworks.delete(rec.id);
         await this.cleanup(rec).catch(() => {});
         throw e;
       }
-      this.earlyNetworks.delete(rec.id);
+      this.earlyNetworks.delete(rec.id); // start awaits the ADD itself
     }
     trace('start: netns ready');
     // The monitor (and its zygote) come up while the bundle is loaded here; it takes the handoff
