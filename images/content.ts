@@ -75,6 +75,12 @@ export interface IngestOptions {
    * when the Buffer spans all of it).
    */
   onChunk?: (chunk: Uint8Array) => void | Promise<void>;
+  /**
+   * With onChunk: the tee hashes what it receives, so ingest does not. Called once every byte
+   * has gone to onChunk; resolves to the sha256 digest of exactly those bytes, which is then
+   * verified as ingest's own would be (null or a rejection: ingest hashes the file instead).
+   */
+  teeDigest?: () => Promise<string | null>;
   /** Where the bytes come from, for error messages and the sidecar. */
   source?: string;
   /** How many times to re-open after the body broke or ended short (default 3). */
@@ -347,6 +353,7 @@ export class ContentStore {
     }
     const fh: FileHandle = await open(partial, offset > 0 ? 'r+' : 'w', 0o644);
     let hash: Hash = createHash('sha256');
+    const viaTee = opts.teeDigest !== undefined && opts.onChunk !== undefined;
     let fetched = 0;
     const resumedFrom = offset;
     // Received bytes are copied into a batch of WRITE_BATCH bytes, written with one write, and
@@ -382,7 +389,7 @@ export class ContentStore {
         let seen = 0;
         for await (const c of createReadStream(partial, { start: 0, end: offset - 1 })) {
           const b = c as Buffer;
-          hash.update(b);
+          if (!viaTee) hash.update(b);
           seen += b.length; // before onChunk, which may transfer the chunk away
           if (opts.onChunk) await opts.onChunk(b);
         }
@@ -422,7 +429,7 @@ export class ContentStore {
               await discard(); closed = true;
               throw new BlobSizeError(digest, size, actual, source);
             }
-            hash.update(b);
+            if (!viaTee) hash.update(b);
             for (let off = 0; off < b.length;) {
               if (!batch) {
                 batchAt = offset + off;
@@ -451,7 +458,14 @@ export class ContentStore {
         }
         await sleep(offset > before ? 0 : 200);
       }
-      const actual = `sha256:${hash.digest('hex')}`;
+      let actual: string;
+      if (viaTee) {
+        const d = await opts.teeDigest!().catch(() => null);
+        opts.signal?.throwIfAborted();
+        actual = d ?? await hashFile(partial);
+      } else {
+        actual = `sha256:${hash.digest('hex')}`;
+      }
       if (actual !== digest) {
         await discard(); closed = true;
         throw new DigestMismatchError(digest, actual, source);
@@ -467,7 +481,13 @@ export class ContentStore {
   }
 }
 
-/** Bytes of a download gathered before one writev. */
+async function hashFile(p: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const c of createReadStream(p)) h.update(c as Buffer);
+  return `sha256:${h.digest('hex')}`;
+}
+
+/** Bytes of a download gathered before one write. */
 const WRITE_BATCH = 1 << 20;
 
 async function writeAll(fh: FileHandle, b: Uint8Array, pos: number): Promise<void> {

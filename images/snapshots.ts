@@ -56,6 +56,11 @@ export interface PrepareLayer {
   open: () => Promise<AsyncIterable<Buffer> | Readable>;
   /** Nobody uses open()'s chunks once yielded (see UnpackOptions.transferChunks). */
   transferChunks?: boolean;
+  /**
+   * Receives the sha256 digest of the bytes open() produced once the unpack has read them all,
+   * or null (unpack failed, or did not read to the end). Called at most once, only if open() was.
+   */
+  sourceDigest?: (digest: string | null) => void;
   signal?: AbortSignal;
 }
 
@@ -117,7 +122,16 @@ export class Snapshotter {
     const tmp = path.join(this.dir, `tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     fs.mkdirSync(tmp, { mode: 0o711 });
     try {
-      const res: UnpackResult = await unpackLayerOffThread(await layer.open(), path.join(tmp, 'fs'), { expectedDiffId: layer.diffId, signal: layer.signal, transferChunks: layer.transferChunks });
+      let res: UnpackResult;
+      try {
+        res = await unpackLayerOffThread(await layer.open(), path.join(tmp, 'fs'), {
+          expectedDiffId: layer.diffId, signal: layer.signal, transferChunks: layer.transferChunks, sourceDigest: layer.sourceDigest !== undefined,
+        });
+      } catch (e) {
+        layer.sourceDigest?.(null);
+        throw e;
+      }
+      layer.sourceDigest?.(res.sourceDigest ?? null);
       const id = this.db.reserveSnapshot({ chainId: layer.chainId, parent: layer.parent, diffId: layer.diffId, size: res.tarSize });
       if (id === null) {
         // another process committed the same chain first

@@ -293,21 +293,30 @@ export class ImageStore {
       let pipe: PassThrough | null = null;
       const abort = new AbortController();
       const signal = opts.signal ? AbortSignal.any([opts.signal, abort.signal]) : abort.signal;
+      // The unpacker hashes the blob's bytes on its worker thread; ingest verifies that digest.
+      let gotDigest: (d: string | null) => void = () => {};
+      const unpackDigest = new Promise<string | null>((r) => { gotDigest = r; });
       try {
         await this.snapshots.prepare({
           chainId, parent, diffId, signal: opts.signal,
           transferChunks: true, // the content store hands its batches over (IngestOptions.onChunk)
+          sourceDigest: (d) => gotDigest(d),
           open: async () => {
             const p = new PassThrough({ highWaterMark: 1 << 20 });
             pipe = p;
             ingest = this.content.ingest(layer.digest, layer.size, open, {
               source: ref.string(), signal, onProgress,
               onChunk: (c) => writeWithBackpressure(p, c),
+              teeDigest: () => {
+                if (!p.writableEnded) p.end();
+                return unpackDigest;
+              },
             });
-            ingest.then(() => p.end(), (e: unknown) => p.destroy(e instanceof Error ? e : new Error(String(e))));
+            ingest.then(() => { if (!p.writableEnded) p.end(); }, (e: unknown) => p.destroy(e instanceof Error ? e : new Error(String(e))));
             return p;
           },
         }).catch((e: unknown) => {
+          gotDigest(null);
           abort.abort(e);
           (pipe as PassThrough | null)?.destroy(e instanceof Error ? e : new Error(String(e)));
           throw e;

@@ -20,7 +20,7 @@ import { DecompressError } from './unpack-decompress.js';
 import { DiffIdMismatchError, LayerFormatError, UnsafeLayerError, unpackLayer, type UnpackOptions, type UnpackResult } from './unpack.js';
 
 export type ToWorker =
-  | { t: 'start'; id: number; dir: string; expectedDiffId?: string }
+  | { t: 'start'; id: number; dir: string; expectedDiffId?: string; sourceDigest?: boolean }
   | { t: 'data'; id: number; buf: ArrayBuffer }
   | { t: 'end'; id: number }
   | { t: 'abort'; id: number; message: string };
@@ -192,7 +192,7 @@ export function warmUnpackThreads(): void {
  */
 export async function unpackLayerOffThread(source: AsyncIterable<Buffer> | Readable, dir: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
   const th = pick();
-  if (!th || !(await th.ready)) return unpackLayer(source, dir, opts);
+  if (!th) return unpackLayer(source, dir, opts);
   const root = path.resolve(dir);
   const id = nextId++;
   let p!: Pending;
@@ -200,8 +200,9 @@ export async function unpackLayerOffThread(source: AsyncIterable<Buffer> | Reada
     p = { dir: root, inflight: 0, onAck: null, resolve, reject };
   });
   result.catch(() => {});
-  th.add(id, p);
-  th.post({ t: 'start', id, dir: root, expectedDiffId: opts.expectedDiffId });
+  th.add(id, p); // counted at once, so layers starting together spread over the pool
+  if (!(await th.ready)) return unpackLayer(source, dir, opts); // it died (and dropped the job)
+  th.post({ t: 'start', id, dir: root, expectedDiffId: opts.expectedDiffId, sourceDigest: opts.sourceDigest });
 
   let settled = false;
   void result.then(() => { settled = true; }, () => { settled = true; });

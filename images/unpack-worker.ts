@@ -6,7 +6,7 @@
  *
  * Protocol (messages on parentPort; `id` names the job):
  *   worker → main  { t: 'ready' }                             sent once, when this module has loaded
- *   main → worker  { t: 'start', id, dir, expectedDiffId? }   begin unpacking into dir (must not exist)
+ *   main → worker  { t: 'start', id, dir, expectedDiffId?, sourceDigest? }  begin unpacking into dir (must not exist)
  *                  { t: 'data', id, buf: ArrayBuffer }         next bytes of the layer blob (transferred)
  *                  { t: 'end', id }                            no more bytes
  *                  { t: 'abort', id, message }                 stop; dir is removed
@@ -68,7 +68,7 @@ port.on('message', (m: ToWorker) => {
       const feed = new Feed(m.id);
       const abort = new AbortController();
       jobs.set(m.id, { feed, abort });
-      unpackLayer(feed, m.dir, { expectedDiffId: m.expectedDiffId, signal: abort.signal, syncIO: true }).then(
+      unpackLayer(feed, m.dir, { expectedDiffId: m.expectedDiffId, sourceDigest: m.sourceDigest, signal: abort.signal, syncIO: true }).then(
         (result) => { jobs.delete(m.id); post({ t: 'done', id: m.id, result }); },
         (e: unknown) => { jobs.delete(m.id); post({ t: 'fail', id: m.id, err: serialize(e) }); },
       );

@@ -55,6 +55,8 @@ export interface UnpackOptions {
    * that spans its whole ArrayBuffer is moved to the worker (transferred) instead of copied.
    */
   transferChunks?: boolean;
+  /** Also hash the source's bytes (the blob, still compressed): UnpackResult.sourceDigest. */
+  sourceDigest?: boolean;
 }
 
 export interface UnpackResult {
@@ -63,6 +65,8 @@ export interface UnpackResult {
   tarSize: number;
   compression: Compression;
   entries: number;
+  /** With UnpackOptions.sourceDigest: sha256 of the source's bytes as given, if it was read to its end. */
+  sourceDigest?: string;
 }
 
 const MAX_NAME = 4096;
@@ -379,7 +383,23 @@ export async function unpackLayer(source: AsyncIterable<Buffer> | Readable, dir:
   }
 }
 
-async function extractInto(source: AsyncIterable<Buffer> | Readable, root: string, opts: UnpackOptions): Promise<UnpackResult> {
+/** Yields source's chunks unchanged, hashing them; digest() is set once the source has ended. */
+function hashing(source: AsyncIterable<Buffer>): { chunks: AsyncGenerator<Buffer>; digest: () => string | undefined } {
+  const h = createHash('sha256');
+  let done: string | undefined;
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for await (const c of source) {
+      h.update(c);
+      yield c;
+    }
+    done = 'sha256:' + h.digest('hex');
+  }
+  return { chunks: chunks(), digest: () => done };
+}
+
+async function extractInto(input: AsyncIterable<Buffer> | Readable, root: string, opts: UnpackOptions): Promise<UnpackResult> {
+  const src = opts.sourceDigest ? hashing(input as AsyncIterable<Buffer>) : null;
+  const source = src ? src.chunks : input;
   const hash = createHash('sha256');
   let tarSize = 0;
   let compression: Compression = 'none';
@@ -412,5 +432,8 @@ async function extractInto(source: AsyncIterable<Buffer> | Readable, root: strin
   ex.finish();
   const diffId = 'sha256:' + hash.digest('hex');
   if (opts.expectedDiffId && opts.expectedDiffId !== diffId) throw new DiffIdMismatchError(opts.expectedDiffId, diffId);
-  return { diffId, tarSize, compression, entries: ex.entries };
+  const res: UnpackResult = { diffId, tarSize, compression, entries: ex.entries };
+  const sd = src?.digest();
+  if (sd) res.sourceDigest = sd;
+  return res;
 }
