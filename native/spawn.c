@@ -173,6 +173,7 @@ struct config {
 	int pid_join_fd;      /* -1 unless joining a pid ns */
 	int fifo_fd;          /* O_PATH fd of exec_fifo or -1 */
 	int child_fifo;       /* the child makes exec_fifo (create_fifo without a new user ns) */
+	int from_zygote;      /* cloned by berth-zygote: only SIGPIPE differs from the defaults */
 	pid_t parent_pid;     /* who the child's parent will be (for the pdeathsig race check) */
 	int sync_fd, fd_sock; /* child ends */
 	char *blob;           /* the config copy every pointer refers into */
@@ -946,7 +947,9 @@ static void reset_signals(void)
 	struct sigaction sa;
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = SIG_DFL;
-	for (int s = 1; s < NSIG; s++) {
+	/* berth-zygote (zygote.c) only ignores SIGPIPE: one call instead of 64. */
+	if (C->from_zygote) (void)sigaction(SIGPIPE, &sa, NULL);
+	for (int s = 1; s < NSIG && !C->from_zygote; s++) {
 		if (s == SIGKILL || s == SIGSTOP) continue;
 		(void)sigaction(s, &sa, NULL);
 	}
@@ -1167,6 +1170,7 @@ static int spawn_impl(const uint8_t *cfg, size_t cfglen, const int *fds, uint32_
 		}
 		if (k != nfds) { rc = set_err(err, errlen, EINVAL, "zygote: the fds sent do not match the config's stdio and extra fds", NULL, NULL); goto out; }
 		c->clone_parent = 1;
+		c->from_zygote = 1;
 	}
 
 	for (uint32_t i = 0; i < c->nns; i++) {

@@ -22,6 +22,10 @@ int main(int argc, char **argv)
 	}
 	pid_t parent = getppid();
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != parent) return 1;
+	/* Every disposition the default (whoever exec'd us may have ignored some), then SIGPIPE
+	 * ignored: the only one spawn.c resets in the inits the zygote clones. */
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP) signal(s, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
 	return berth_zygote_serve_flags(3, flags) == 0 ? 0 : 1;
 }

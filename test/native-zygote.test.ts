@@ -91,3 +91,14 @@ t.test('the exec fifo is 0622 under a restrictive umask, with and without the zy
     }
   }
 });
+
+t.test('the init starts with every signal at its default and none blocked, through the zygote', async (t) => {
+  const out = env.output();
+  const id = env.id('sig');
+  // A process that ignores SIGPIPE (as berth-zygote does) must not pass that on to the container.
+  await env.rt.run(id, { bundle: env.bundle, spec: env.spec(['/bin/grep', '-E', '^Sig(Ign|Blk)', '/proc/self/status']), stdio: [-1, out.fd, out.fd] });
+  t.equal((await env.rt.wait(id)).exitCode, 0);
+  await env.rt.delete(id);
+  t.match(out.read(), /SigBlk:\s+0+\n/);
+  t.match(out.read(), /SigIgn:\s+0+\n/);
+});
