@@ -108,17 +108,43 @@ class V1Cgroup implements Cgroup {
   create(): void {
     const created: string[] = [];
     try {
-      for (const d of this.uniqueDirs()) created.push(...mkdirCgroup(d));
+      let cpusetCreated: string[] = [];
+      for (const d of this.uniqueDirs()) {
+        const made = mkdirCgroup(d);
+        if (d === this.dirs.cpuset) cpusetCreated = made;
+        created.push(...made);
+      }
       const cpusetMount = this.mounts.cpuset;
-      if (cpusetMount) this.fillCpuset(cpusetMount);
+      if (cpusetMount) this.fillCpuset(cpusetMount, cpusetCreated);
     } catch (err) {
       for (const d of created.reverse()) rmdirCgroup(d);
       throw err;
     }
   }
 
-  /** cpuset.cpus/mems start empty in a new v1 cgroup and no task can join: copy from the parent. */
-  private fillCpuset(mount: string): void {
+  /**
+   * cpuset.cpus/mems start empty in a new v1 cgroup and no task can join: copy from the parent.
+   * Directories we just made (made, top-down) are empty for sure: when the first one's parent
+   * has both values, write them down the new chain without reading anything else (the usual case:
+   * 2 reads, 2 writes per new level). Otherwise every level is checked and filled.
+   */
+  private fillCpuset(mount: string, made: string[]): void {
+    if (made.length > 0) {
+      const parent = path.dirname(made[0]);
+      const cpus = readCgroupFile(path.join(parent, 'cpuset.cpus'));
+      const mems = readCgroupFile(path.join(parent, 'cpuset.mems'));
+      if (cpus !== '' && mems !== '') {
+        for (const d of made) {
+          writeCgroupFile(path.join(d, 'cpuset.cpus'), cpus);
+          writeCgroupFile(path.join(d, 'cpuset.mems'), mems);
+        }
+        return;
+      }
+    }
+    this.fillCpusetLevels(mount);
+  }
+
+  private fillCpusetLevels(mount: string): void {
     const parts = this.path.split('/').filter(Boolean);
     let parent = mount;
     for (const p of parts) {
