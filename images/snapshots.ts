@@ -16,6 +16,7 @@ import { mount, umount, MNT_DETACH } from '../runtime/linux/libc.js';
 import type { ImageDB, SnapshotRecord } from './db.js';
 import type { UnpackResult } from './unpack.js';
 import { unpackLayerOffThread } from './unpack-offthread.js';
+import { markTopDir } from './topdir.js';
 
 export class SnapshotError extends BerthError {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -71,6 +72,7 @@ export class Snapshotter {
   constructor(root: string, private readonly db: ImageDB) {
     this.dir = path.join(root, 'snapshots');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o711 });
+    markTopDir(this.dir); // each snapshot's inodes in a block group of its own (topdir.ts)
   }
 
   /** Remove temp dirs of dead pulls, rows whose commit never finished, and dirs without rows. */
