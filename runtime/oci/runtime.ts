@@ -221,7 +221,7 @@ export class Runtime {
       const cg = this.cgroups.open(cgroupPath);
       const record: ContainerRecord = {
         id, bundle, rootfs, pid: 0, initStartTime: '0', created: new Date().toISOString(), cgroupPath: cg.path,
-        cgroupPaths: cg.paths(), cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: userInfo().username, detached: opts.detached === true || opts.zygoteSocket !== undefined,
+        cgroupPaths: cg.paths(), cgroupVersion: this.cgroups.version, config: spec, namespacePaths: {}, owner: ownerName(), detached: opts.detached === true || opts.zygoteSocket !== undefined,
       };
       const fifo = join(dir, 'exec.fifo');
       const hasCreateHooks = Boolean(spec.hooks?.prestart?.length || spec.hooks?.createRuntime?.length || spec.hooks?.createContainer?.length);
@@ -485,6 +485,15 @@ export class Runtime {
     if (!cg) throw new ContainerStateError(`container "${rec.id}" has no cgroup`);
     return cg;
   }
+}
+
+let owner: { uid: number; name: string } | undefined;
+
+/** Our user name for state.json (os.userInfo() reads /etc/passwd each call): cached per uid. */
+function ownerName(): string {
+  const uid = process.getuid?.() ?? -1;
+  if (owner?.uid !== uid) owner = { uid, name: userInfo().username };
+  return owner.name;
 }
 
 let ownProcsFile: string | null | undefined;
