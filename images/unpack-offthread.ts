@@ -32,6 +32,8 @@ export type FromWorker =
   | { t: 'fail'; id: number; err: SerializedError };
 
 export interface SerializedError {
+  /** A BerthError (other classes than the four rebuilt by name keep their code and name). */
+  berth?: boolean;
   name: string;
   message: string;
   code?: string;
@@ -137,7 +139,8 @@ function deserialize(s: SerializedError): Error {
     case 'DecompressError': e = new DecompressError(s.message); break;
     case 'DiffIdMismatchError': e = new DiffIdMismatchError(s.expected ?? '', s.actual ?? ''); break;
     default: {
-      e = s.code && /^E[A-Z0-9]+$/.test(s.code) && s.errno === undefined ? new BerthError(s.code, s.message) : new Error(s.message);
+      e = s.berth && s.code ? new BerthError(s.code, s.message) : new Error(s.message);
+      if (s.berth) e.name = s.name;
       const x = e as NodeJS.ErrnoException;
       if (s.code !== undefined && !(e instanceof BerthError)) x.code = s.code;
       if (s.errno !== undefined) x.errno = s.errno;

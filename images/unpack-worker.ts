@@ -15,6 +15,7 @@
  *                  { t: 'fail', id, err: SerializedError }     dir has been removed
  */
 import { parentPort } from 'node:worker_threads';
+import { BerthError } from '../runtime/errors.js';
 import { unpackLayer } from './unpack.js';
 import type { SerializedError, ToWorker, FromWorker } from './unpack-offthread.js';
 
@@ -57,6 +58,7 @@ const jobs = new Map<number, Job>();
 function serialize(e: unknown): SerializedError {
   const x = (e ?? {}) as Record<string, unknown>;
   const out: SerializedError = { name: typeof x.name === 'string' ? x.name : 'Error', message: typeof x.message === 'string' ? x.message : String(e) };
+  if (e instanceof BerthError) out.berth = true;
   for (const k of ['code', 'syscall', 'path', 'expected', 'actual'] as const) if (typeof x[k] === 'string') out[k] = x[k];
   if (typeof x.errno === 'number') out.errno = x.errno;
   return out;

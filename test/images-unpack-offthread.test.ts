@@ -169,3 +169,14 @@ t.test('abort signal stops the unpack and removes the dir', async (t) => {
   await t.rejects(unpackLayerOffThread(slow(), dir, { signal: ac.signal }), /\^C|abort/i);
   t.notOk(fs.existsSync(dir));
 });
+
+t.test('a file system error in the worker keeps its code, syscall and path', async (t) => {
+  const base = tmp(t);
+  const dir = path.join(base, 'missing-parent', 'fs');
+  const layer = await makeTar([{ name: 'a', body: 'x' }]);
+  const here = await unpackLayer(Readable.from([layer]), dir).then(() => null, (e: unknown) => e as NodeJS.ErrnoException);
+  const there = await unpackLayerOffThread(Readable.from([layer]), dir).then(() => null, (e: unknown) => e as NodeJS.ErrnoException);
+  t.ok(here && there);
+  t.match(there, { code: here!.code, syscall: here!.syscall, path: here!.path, errno: here!.errno });
+  t.equal(there!.code, 'ENOENT');
+});
