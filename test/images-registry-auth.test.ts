@@ -61,7 +61,7 @@ t.test('docker config credentials, login and logout', async (t) => {
       'tok.example.com:5000': { identitytoken: 'refresh-xyz' },
       'bad.example.com': { auth: Buffer.from('nocolon').toString('base64') },
     },
-    credsStore: 'desktop',
+    psFormat: 'table {{.ID}}', // credsStore/credHelpers: test/images-credential-helpers.test.ts
   }));
   t.same(loadCredentials('docker.io', { configPath: cfg }), { username: 'hubuser', password: 'hub:pass' });
   t.same(loadCredentials('registry-1.docker.io', { configPath: cfg }), { username: 'hubuser', password: 'hub:pass' });
@@ -73,8 +73,8 @@ t.test('docker config credentials, login and logout', async (t) => {
 
   saveCredentials('127.0.0.1:5000', { username: 'me', password: 'secret' }, { configPath: cfg });
   t.equal(statSync(cfg).mode & 0o777, 0o600, 'mode 0600');
-  const doc = JSON.parse(readFileSync(cfg, 'utf8')) as { auths: Record<string, { auth: string }>; credsStore: string };
-  t.equal(doc.credsStore, 'desktop', 'other keys kept');
+  const doc = JSON.parse(readFileSync(cfg, 'utf8')) as { auths: Record<string, { auth: string }>; psFormat: string };
+  t.equal(doc.psFormat, 'table {{.ID}}', 'other keys kept');
   t.equal(Buffer.from(doc.auths['127.0.0.1:5000'].auth, 'base64').toString(), 'me:secret');
   t.same(loadCredentials('127.0.0.1:5000', { configPath: cfg }), { username: 'me', password: 'secret' });
   saveCredentials('docker.io', { username: 'new', password: 'pw' }, { configPath: cfg });
