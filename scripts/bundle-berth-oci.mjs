@@ -55,7 +55,8 @@ const result = await esbuild.build({
   packages: 'external',
   plugins: [lazyKoffi],
   define: { 'import.meta.url': '__bundle_url' },
-  banner: { js: "const __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
+  // 'use strict' first: esbuild's own directive lands after the banner, where it is no directive.
+  banner: { js: "'use strict';\nconst __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,

@@ -161,7 +161,8 @@ export function registerContainerCommands(program: Command): void {
       await withEngine(cmd, async (e) => {
         trace('cli: engine open');
         if (f.detach && f.rm === undefined) { /* docker allows -d --rm: removed when it exits (on the next berth call) */ }
-        const rec = await e.create(toCreate(image, args, f));
+        // start follows at once: the engine may begin the network while it mounts the rootfs.
+        const rec = await e.create({ ...toCreate(image, args, f), startSoon: true });
         if (f.detach) {
           try { await e.start(rec); } catch (err) { await e.rm(rec.id, { force: true }).catch(() => {}); throw err; }
           process.stdout.write(`${rec.id}\n`);
