@@ -12,31 +12,11 @@
 'use strict';
 /* global require, __dirname */
 /* eslint-disable @typescript-eslint/no-require-imports -- a CommonJS entry point on purpose (above) */
-const { closeSync, constants, openSync, readFileSync, renameSync, statSync, write, writeFileSync } = require('node:fs');
-const { createRequire, Module } = require('node:module');
+const { closeSync, constants, openSync, readFileSync, write } = require('node:fs');
 const { join } = require('node:path');
-const vm = require('node:vm');
+const { currentBundle, loadBundle } = require('./bundle-loader.cjs');
 
 const root = join(__dirname, '..') + '/';
-const dist = `${root}dist/`;
-const bundle = `${dist}berth-oci.cjs`;
-const cacheFile = `${bundle}.cache`;
-
-function bundleStat() {
-  let st, inputs;
-  try {
-    st = statSync(bundle);
-    inputs = JSON.parse(readFileSync(`${dist}berth-oci.inputs.json`, 'utf8'));
-  } catch {
-    return null;
-  }
-  for (const [file, mtime] of Object.entries(inputs)) {
-    let now;
-    try { now = statSync(root + file).mtimeMs; } catch { continue; } // sources not shipped
-    if (now !== mtime) return null;
-  }
-  return st;
-}
 
 // The first cgroup migration after a quiet spell waits for an RCU grace period (the kernel's
 // cgroup_threadgroup_rwsem; 5-20 ms on this host), later ones within ~10 ms do not. create, run
@@ -62,47 +42,12 @@ function warmCgroupMigration() {
   write(fd, String(process.pid), () => closeSync(fd));
 }
 
-/**
- * Compile and run the CommonJS bundle with the code cache; returns its exports and a cache writer.
- * The cache's first line is "<bundle size>:<bundle mtime>:<generation>". V8's cache holds every
- * function compiled in the process, those it came with included, so it is rewritten after each
- * of the first CACHE_GENERATIONS runs: it collects the functions of the commands that ran.
- */
-const CACHE_GENERATIONS = 8;
-function loadBundle(st) {
-  const id = `${st.size}:${st.mtimeMs}`;
-  let cachedData;
-  let gen = 0;
-  try {
-    const c = readFileSync(cacheFile);
-    const nl = c.indexOf(10);
-    const [size, mtime, g] = c.subarray(0, nl).toString().split(':');
-    if (`${size}:${mtime}` === id) {
-      cachedData = c.subarray(nl + 1);
-      gen = Number(g) || 0;
-    }
-  } catch { /* no cache yet */ }
-  const script = new vm.Script(Module.wrap(readFileSync(bundle, 'utf8')), { filename: bundle, cachedData });
-  const mod = { exports: {} };
-  script.runInThisContext()(mod.exports, createRequire(bundle), mod, bundle, dist);
-  const saveCache = () => {
-    if (cachedData && !script.cachedDataRejected && gen >= CACHE_GENERATIONS) return;
-    const next = cachedData && !script.cachedDataRejected ? gen + 1 : 1;
-    try {
-      const tmp = `${cacheFile}.tmp-${process.pid}`;
-      writeFileSync(tmp, Buffer.concat([Buffer.from(`${id}:${next}\n`), script.createCachedData()]));
-      renameSync(tmp, cacheFile);
-    } catch { /* read-only install: run without a cache */ }
-  };
-  return { main: mod.exports.main, saveCache };
-}
-
 async function run() {
   const argv = process.argv.slice(2);
   if (argv.some((a) => a === 'create' || a === 'run' || a === 'exec')) warmCgroupMigration();
-  const st = bundleStat();
+  const st = currentBundle(root, 'berth-oci');
   if (st) {
-    const { main, saveCache } = loadBundle(st);
+    const { main, saveCache } = loadBundle(root, 'berth-oci', st);
     process.exitCode = await main(argv);
     saveCache();
   } else {

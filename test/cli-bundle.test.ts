@@ -69,6 +69,7 @@ t.before(() => {
   for (const d of ['bin', 'dist/runtime/cli', 'runtime']) mkdirSync(join(pkg, d), { recursive: true });
   writeFileSync(join(pkg, 'package.json'), '{ "type": "module" }\n');
   copyFileSync(join(repo, 'bin/berth.cjs'), join(pkg, 'bin/berth.cjs'));
+  copyFileSync(join(repo, 'bin/bundle-loader.cjs'), join(pkg, 'bin/bundle-loader.cjs'));
   symlinkSync('berth.cjs', join(pkg, 'bin/berth.js'));
   for (const f of ['bin/berth-oci.cjs', 'bin/berth-oci.js']) symlinkSync(join(repo, f), join(pkg, f));
   for (const d of ['native', 'node_modules']) symlinkSync(join(repo, d), join(pkg, d));
