@@ -141,15 +141,15 @@ export class RegistryClient {
     return p;
   }
 
+  /**
+   * https unless the host may be spoken to in plain http (loopback, --insecure) and does not
+   * speak TLS. The probe is a bare TLS handshake with an empty CA list: it only asks whether the
+   * server speaks TLS (certificates are verified on the real requests), and it does not load
+   * Node's root certificate store (~20 ms) for a registry that turns out to be plain http.
+   */
   private async probeScheme(host: string): Promise<'https' | 'http'> {
     if (!plainHttpAllowed(host, this.opts.insecure ?? [])) return 'https';
-    try {
-      const res = await fetch(`https://${host}/v2/`, { method: 'GET', redirect: 'manual', signal: AbortSignal.timeout(Math.min(5000, this.opts.timeoutMs ?? 30000)) });
-      await res.body?.cancel();
-      return 'https';
-    } catch {
-      return 'http';
-    }
+    return (await speaksTls(host, Math.min(5000, this.opts.timeoutMs ?? 30000))) ? 'https' : 'http';
   }
 
   private async url(host: string, path: string): Promise<URL> {
@@ -640,4 +640,22 @@ function webChunks(web: import('node:stream/web').ReadableStream<Uint8Array> | n
       }
     },
   };
+}
+
+/** Whether host[:port] (default port 443) completes a TLS handshake within timeoutMs. */
+export async function speaksTls(host: string, timeoutMs: number): Promise<boolean> {
+  const { connect } = await import('node:tls');
+  const { isIP } = await import('node:net');
+  const u = new URL(`https://${host}`);
+  const hostname = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  return new Promise((resolve) => {
+    const s = connect({
+      host: hostname, port: Number(u.port || 443), ca: [], rejectUnauthorized: false, ALPNProtocols: ['http/1.1'],
+      ...(isIP(hostname) ? {} : { servername: hostname }),
+    });
+    const done = (v: boolean): void => { clearTimeout(timer); s.destroy(); resolve(v); };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    s.once('secureConnect', () => done(true));
+    s.once('error', () => done(false));
+  });
 }
