@@ -62,6 +62,11 @@ export async function benchPull(n = Number(process.env.BENCH_PULL_RUNS ?? 3)): P
     const rows: Row[] = tools.map((x) => ({ name: x.name, samples: samples.get(x.name)!, ...(x.note ? { note: x.note } : {}) }));
     printTable(`pull: ${(bytes / 1e6).toFixed(0)} MB in ${img.manifests[0].layers.length} layers from 127.0.0.1, to an unpacked rootfs, ${n} runs each`, rows, 'skopeo copy + umoci unpack');
     for (const r of rows) if (r.samples.length) console.log(`  ${r.name}: ${(bytes / 1e6 / (median(r.samples) / 1000)).toFixed(0)} MB/s`);
+    const ours = rows.find((r) => r.name === 'berth pull');
+    const rivals = rows.filter((r) => r !== ours && r.samples.length > 0).map((r) => median(r.samples));
+    if (ours?.samples.length && rivals.length) {
+      console.log(`berth vs the faster of the others: ${(Math.min(...rivals) / median(ours.samples)).toFixed(2)}× (target 1.5×)`);
+    }
     return rows;
   } finally {
     await reg.stop();
