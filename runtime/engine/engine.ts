@@ -10,7 +10,7 @@
  * container.log, hosts, hostname, resolv.conf}; <state>/c/<id12>/{exit.json, ctl.sock,
  * attach.sock}; <state>/netns/<id12>; <state>/runtime = berth-oci's --root.
  */
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, write, writeFileSync, renameSync, statSync, lstatSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, renameSync, statSync, lstatSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { packTreeTo } from './tree-tar.js';
 import { commitUpperDir, type CommitOptions } from './commit.js';
@@ -39,6 +39,7 @@ import {
 } from './spec.js';
 import { ContainerStore, type ContainerRecord } from './store.js';
 import { VolumeStore } from './volumes.js';
+import { warmCgroupMigration } from '../cgroups/warm.js';
 
 export interface EngineOptions {
   root: string;
@@ -130,29 +131,6 @@ export function defaultRuntimePath(): string {
   const p = findUp(['../../bin/berth-oci.js', '../../../bin/berth-oci.js']);
   if (!p) throw new BerthError('ENORUNTIME', 'bin/berth-oci.js not found; set BERTH_RUNTIME');
   return p;
-}
-
-/**
- * The first cgroup migration after a quiet spell waits for an RCU grace period (cgroup v1's
- * cgroup_threadgroup_rwsem: 12-18 ms here); later ones do not, as long as the previous one ended
- * less than about a grace period ago. Start a no-op migration (this process into the pids cgroup
- * it is already in) on the threadpool now; the monitor, started next, repeats such migrations
- * every few ms until our Runtime.create has moved the init (native/monitor.c, warm_cgroup_fd), so
- * the init's migration finds the lock warm. Errors are ignored: it is only a head start.
- */
-function warmCgroupMigration(): void {
-  let file: string | undefined;
-  try {
-    const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
-    const v1 = lines.find((l) => l.split(':')[1] === 'pids');
-    const v2 = lines.find((l) => l.startsWith('0::'));
-    if (v1) file = `/sys/fs/cgroup/pids${v1.split(':')[2]}/cgroup.procs`.replace('//', '/');
-    else if (v2) file = `/sys/fs/cgroup${v2.slice(3)}/cgroup.procs`.replace('//', '/');
-  } catch { return; }
-  if (!file) return;
-  let fd: number;
-  try { fd = openSync(file, 'w'); } catch { return; }
-  write(fd, String(process.pid), () => closeSync(fd));
 }
 
 /** Whether the monitor's runtime is berth-oci, whose state the engine's Runtime shares. */

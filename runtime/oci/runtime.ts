@@ -6,7 +6,7 @@
  * because everything needed is in <root>/<id>/state.json.
  */
 import net from 'node:net';
-import { mkdirSync, openSync, readSync, readFileSync, closeSync, unlinkSync, write, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
+import { mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
 import { BerthError, SpawnError } from '../errors.js';
@@ -22,6 +22,7 @@ import { detectCgroupDriver } from '../cgroups/index.js';
 import { spawnInit, beginSpawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
 import * as N from '../linux/native.js';
+import { warmCgroupMigration } from '../cgroups/warm.js';
 
 export const DEFAULT_ROOT = '/run/berth-oci';
 
@@ -494,31 +495,6 @@ function ownerName(): string {
   const uid = process.getuid?.() ?? -1;
   if (owner?.uid !== uid) owner = { uid, name: userInfo().username };
   return owner.name;
-}
-
-let ownProcsFile: string | null | undefined;
-
-/**
- * The first cgroup migration after a quiet spell waits for an RCU grace period (the cgroup
- * threadgroup rwsem's rcu_sync; 0.05-20 ms here) and the init's addProcess is one. Start a no-op
- * migration of this process into its own pids (or v2) cgroup on the threadpool now, so the grace
- * period runs while create does its other work (the engine and berth-oci do the same).
- */
-function warmCgroupMigration(): void {
-  if (ownProcsFile === undefined) {
-    ownProcsFile = null;
-    try {
-      const lines = readFileSync('/proc/self/cgroup', 'utf8').split('\n');
-      const v1 = lines.find((l) => l.split(':')[1] === 'pids');
-      const v2 = lines.find((l) => l.startsWith('0::'));
-      if (v1) ownProcsFile = `/sys/fs/cgroup/pids${v1.split(':')[2]}/cgroup.procs`.replace('//', '/');
-      else if (v2) ownProcsFile = `/sys/fs/cgroup${v2.slice(3)}/cgroup.procs`.replace('//', '/');
-    } catch { /* no /proc: nothing to warm */ }
-  }
-  if (!ownProcsFile) return;
-  let fd: number;
-  try { fd = openSync(ownProcsFile, 'w'); } catch { ownProcsFile = null; return; }
-  write(fd, String(process.pid), () => { try { closeSync(fd); } catch { /* closed */ } });
 }
 
 /** Read the init's byte from a non-blocking fd: true when it was there, false when not yet. */
