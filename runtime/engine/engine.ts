@@ -661,15 +661,22 @@ export class Engine {
     return rec;
   }
 
-  /** /etc/hosts for rec and every running peer on its network (entries by name). */
-  private writeHosts(rec: ContainerRecord): void {
-    const peers = this.containers.list().filter((c) => c.network === rec.network && c.ip && c.resourcesUp && (c.id === rec.id || (c.monitorPid > 0 && monitorAlive(c.monitorPid))));
-    const entries: HostEntry[] = peers.map((c) => ({ ip: c.ip!, names: c.id === rec.id ? [c.hostname, c.name] : [c.name, c.hostname] }));
-    const self = entries.find((e) => e.ip === rec.ip);
-    const ordered = self ? [self, ...entries.filter((e) => e !== self)] : entries;
-    for (const c of peers) {
-      const f = join(this.cdir(c.id), 'hosts');
-      try { writeInPlace(f, (tmp) => writeHostsFile(tmp, c.id === rec.id ? ordered : entries)); } catch { /* peer going away */ }
+  /**
+   * /etc/hosts of every running container on rec's network: one entry by name per member, each
+   * file's own entry first (hostname, then name). On start rec joins the members; when it leaves
+   * (cleanup) the others' files are rewritten without it, so a peer's name never points at an
+   * address the network may hand to another container.
+   */
+  private writeHosts(rec: ContainerRecord, leaving = false): void {
+    const others = this.containers.list().filter((c) => c.id !== rec.id && c.network === rec.network && c.ip && c.resourcesUp && c.monitorPid > 0 && monitorAlive(c.monitorPid));
+    const members = leaving ? others : [rec, ...others];
+    for (const m of members) {
+      const entries: HostEntry[] = [
+        { ip: m.ip!, names: [m.hostname, m.name] },
+        ...members.filter((c) => c !== m).map((c) => ({ ip: c.ip!, names: [c.name, c.hostname] })),
+      ];
+      const f = join(this.cdir(m.id), 'hosts');
+      try { writeInPlace(f, (tmp) => writeHostsFile(tmp, entries)); } catch { /* member going away */ }
     }
   }
 
@@ -711,11 +718,13 @@ export class Engine {
     await network;
     trace('cleanup: network down');
     rmSync(this.sdir(rec.id), { recursive: true, force: true });
+    const hadAddress = rec.ip !== null && rec.ip !== undefined && rec.network !== 'none' && rec.network !== 'host';
     rec.ip = null;
     rec.resourcesUp = false;
     rec.monitorPid = 0;
     rec.pid = 0;
     if (this.containers.load(rec.id)) this.containers.save(rec);
+    if (hadAddress) this.writeHosts(rec, true);
   }
 
   // ------------------------------------------------------------------ stop / kill / wait
