@@ -8,69 +8,20 @@
  * Real registry, CLI from source, own root/state/cgroup parent; nothing is left behind.
  */
 import t from 'tap';
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { startRegistry, type TestRegistry } from './fixtures/registry.js';
-import { baseImage, pushTestImage } from './fixtures/images.js';
+import { engineCliEnv, mountsUnder } from './helpers/engine-cli.js';
 import { Engine, isMountpoint } from '../runtime/engine/engine.js';
 
 t.setTimeout(300000);
 
-const rand = randomBytes(3).toString('hex');
-const dir = mkdtempSync(join(tmpdir(), 'berth-rmvol-'));
-const root = join(dir, 'root');
-const state = join(dir, 's');
-const cgParent = `berth-voltest-${rand}`;
-const bridge = `berth${rand}`;
-/** A /24 the host does not use, for this file's default network. */
-function freeSubnet(): string {
-  const used = execFileSync('ip', ['-o', 'addr'], { encoding: 'utf8' }) + execFileSync('ip', ['-o', 'route'], { encoding: 'utf8' });
-  for (;;) {
-    const s = `10.${200 + Math.floor(Math.random() * 50)}.${Math.floor(Math.random() * 256)}`;
-    if (!used.includes(`${s}.`)) return `${s}.0/24`;
-  }
-}
-const subnet = freeSubnet();
-const env = { ...process.env, BERTH_CGROUP_PARENT: cgParent, BERTH_DEFAULT_BRIDGE: bridge, BERTH_DEFAULT_SUBNET: subnet };
-let reg: TestRegistry | undefined;
+const ce = engineCliEnv('rmvol');
+const { rand, root, state, cgParent, bridge, subnet, berth } = ce;
 let IMG = '';
-
-function berth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli/berth-main.ts', '--root', root, '--state', state, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`berth ${args.join(' ')} timed out`)); }, 120000);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
-  });
-}
-
-const mountsUnder = (p: string): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m && m.startsWith(p));
-
-t.before(async () => {
-  reg = await startRegistry();
-  IMG = (await pushTestImage(reg.host, 'berth/busybox', 'latest', await baseImage())).ref;
-  const p = await berth(['pull', IMG]);
-  if (p.code !== 0) throw new Error(`pull: ${p.stderr}`);
-});
-
-t.teardown(async () => {
-  try {
-    const ids = (await berth(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await berth(['rm', '-f', ...ids]);
-  } finally {
-    for (const m of mountsUnder(dir).reverse()) { try { execFileSync('umount', ['-l', m]); } catch { /* gone */ } }
-    for (const c of readdirSync('/sys/fs/cgroup')) { try { rmdirSync(join('/sys/fs/cgroup', c, cgParent)); } catch { /* absent */ } }
-    try { execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' }); } catch { /* never made */ }
-    await reg?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+t.before(async () => { IMG = await ce.setup(); });
+t.teardown(() => ce.teardown());
 
 const rootLine = 'grep " / " /proc/self/mountinfo';
 

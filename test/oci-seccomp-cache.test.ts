@@ -6,7 +6,7 @@
  * cache, a warm one and a corrupted one.
  */
 import t from 'tap';
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { startRegistry, type TestRegistry } from './fixtures/registry.js';
 import { baseImage, pushTestImage } from './fixtures/images.js';
 import { compileSeccomp } from '../runtime/oci/seccomp.js';
 import { defaultSeccompProfile } from '../runtime/oci/seccomp-default.js';
+import { runBerthCli, type CliResult } from './helpers/engine-cli.js';
 
 t.setTimeout(300000);
 
@@ -109,16 +110,7 @@ const root = join(dir, 'root');
 const state = join(dir, 's');
 const env = { ...process.env, BERTH_CGROUP_PARENT: cgParent };
 
-function berth(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'runtime/cli/berth-main.ts', '--root', root, '--state', state, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`berth ${args.join(' ')} timed out`)); }, 120000);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code: code ?? -1, stdout, stderr }); });
-  });
-}
+const berth = (args: string[]): Promise<CliResult> => runBerthCli(root, state, env, args);
 
 t.test('berth run: unshare(CLONE_NEWUSER) is refused with a cold, warm and corrupt cache', async (t) => {
   t.teardown(async () => {
