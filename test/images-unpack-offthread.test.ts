@@ -5,28 +5,14 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { unpackLayerOffThread } from '../images/unpack-offthread.js';
 import { unpackLayer, DiffIdMismatchError, UnsafeLayerError, LayerFormatError } from '../images/unpack.js';
 import { DecompressError } from '../images/unpack-decompress.js';
 import { lgetxattr } from '../runtime/linux/libc.js';
+import { makeRawTar, type RawEntry } from './helpers/raw-tar.js';
 
-type Ent = Partial<tar.Header> & { name: string; body?: string | Buffer; pax?: Record<string, string> };
-
-async function makeTar(entries: Ent[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => { for await (const c of pack) chunks.push(c as Buffer); })();
-  for (const e of entries) {
-    const { body, ...h } = e;
-    await new Promise<void>((res, rej) => {
-      pack.entry({ mtime: new Date(1_600_000_000_000), uid: 0, gid: 0, ...h }, body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res()));
-    });
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+type Ent = RawEntry;
+const makeTar = makeRawTar;
 
 const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 

@@ -6,26 +6,12 @@ import zlib from 'node:zlib';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { Readable } from 'node:stream';
-import tar from 'tar-stream';
 import { unpackLayer } from '../images/unpack.js';
 import { lgetxattr, mount, umount, MNT_DETACH } from '../runtime/linux/libc.js';
+import { makeRawTar, type RawEntry } from './helpers/raw-tar.js';
 
-type Ent = Partial<tar.Header> & { name: string; body?: string | Buffer; pax?: Record<string, string> };
-
-async function makeTar(entries: Ent[]): Promise<Buffer> {
-  const pack = tar.pack();
-  const chunks: Buffer[] = [];
-  const done = (async () => { for await (const c of pack) chunks.push(c as Buffer); })();
-  for (const e of entries) {
-    const { body, ...h } = e;
-    await new Promise<void>((res, rej) => {
-      pack.entry({ mtime: new Date(1_600_000_000_000), uid: 0, gid: 0, ...h }, body ?? Buffer.alloc(0), (err) => (err ? rej(err) : res()));
-    });
-  }
-  pack.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
+type Ent = RawEntry;
+const makeTar = makeRawTar;
 
 const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
