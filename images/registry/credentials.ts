@@ -221,10 +221,8 @@ export function removeCredentials(host: string, opts: { configPath?: string } = 
   const cfg = readConfig(path);
   let removed = false;
   const helper = helperFor(cfg, path, host);
-  if (helper && helperGet(helper, configKeyFor(host), path)) {
-    runHelper(helper, 'erase', configKeyFor(host), path);
-    removed = true;
-  }
+  // erase answers "credentials not found" (null here) when the helper holds nothing for host.
+  if (helper) removed = runHelper(helper, 'erase', configKeyFor(host), path) !== null;
   if (!cfg.auths) return removed;
   const auths = { ...cfg.auths };
   const want = normalizeAuthKey(host);
