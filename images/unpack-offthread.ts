@@ -154,8 +154,31 @@ function deserialize(s: SerializedError): Error {
 const pool: UnpackThread[] = [];
 let nextId = 1;
 
+/**
+ * dist/unpack-worker.cjs (scripts/bundle-berth.mjs) when every source listed in its inputs file
+ * still has its recorded mtime, else null. Checked once per process.
+ */
+let bundled: URL | null | undefined;
+function workerBundle(): URL | null {
+  if (bundled !== undefined) return bundled;
+  bundled = null;
+  const file = new URL('../unpack-worker.cjs', import.meta.url); // this module is dist/images/…
+  try {
+    const root = new URL('../../', import.meta.url);
+    const inputs = JSON.parse(fs.readFileSync(new URL('../unpack-worker.inputs.json', import.meta.url), 'utf8')) as Record<string, number>;
+    for (const [src, mtime] of Object.entries(inputs)) {
+      let now: number;
+      try { now = fs.statSync(new URL(src, root)).mtimeMs; } catch { continue; } // sources not shipped
+      if (now !== mtime) return null;
+    }
+    fs.accessSync(file);
+    bundled = file;
+  } catch { /* no bundle: the compiled module */ }
+  return bundled;
+}
+
 function newWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./unpack-worker.js', import.meta.url));
+  if (!import.meta.url.endsWith('.ts')) return new Worker(workerBundle() ?? new URL('./unpack-worker.js', import.meta.url));
   // Running from TypeScript sources (tests, `--import tsx`): tsx's hooks do not carry over to a
   // worker, so the worker registers them before it loads unpack-worker.ts.
   const api = JSON.stringify(import.meta.resolve('tsx/esm/api'));

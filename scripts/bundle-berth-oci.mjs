@@ -13,36 +13,15 @@
  * esbuild comes with tsx (a devDependency); when it is missing the step is skipped with a note.
  */
 import { fileURLToPath } from 'node:url';
-import { dirname, join, relative } from 'node:path';
-import { rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { lazyDefault, loadEsbuild, writeInputs } from './bundle-common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist/berth-oci.cjs');
 
-let esbuild;
-try {
-  esbuild = await import('esbuild');
-} catch {
-  process.stderr.write('bundle-berth-oci: esbuild not installed; bin/berth-oci.js will use dist/ modules\n');
-  process.exit(0);
-}
-
-const lazyKoffi = {
-  name: 'lazy-koffi',
-  setup(build) {
-    // The shim's own require('koffi') stays a plain require of the real package.
-    build.onResolve({ filter: /^koffi$/ }, (args) => (args.namespace === 'lazy-koffi' ? { path: 'koffi', external: true } : { path: 'koffi', namespace: 'lazy-koffi' }));
-    build.onLoad({ filter: /.*/, namespace: 'lazy-koffi' }, () => ({
-      loader: 'js',
-      contents: [
-        'let real;',
-        "const load = () => (real ??= require('koffi'));",
-        'const koffi = new Proxy({}, { get: (_t, p) => load()[p] });',
-        'export default koffi;',
-      ].join('\n'),
-    }));
-  },
-};
+const esbuild = await loadEsbuild('bundle-berth-oci', 'bin/berth-oci.js will use dist/ modules');
+if (!esbuild) process.exit(0);
 
 rmSync(`${out}.cache`, { force: true });
 const result = await esbuild.build({
@@ -53,7 +32,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyKoffi],
+  plugins: [lazyDefault(['koffi'])],
   define: { 'import.meta.url': '__bundle_url' },
   // 'use strict' first: esbuild's own directive lands after the banner, where it is no directive.
   banner: { js: "'use strict';\nconst __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
@@ -62,12 +41,6 @@ const result = await esbuild.build({
   metafile: true,
 });
 
-// Source files (relative to the package root) and their mtimes, for bin/berth-oci.js's staleness check.
-const inputs = {};
-for (const file of Object.keys(result.metafile.inputs)) {
-  if (file.includes(':')) continue; // virtual modules (the koffi shim)
-  const abs = join(process.cwd(), file);
-  inputs[relative(root, abs)] = statSync(abs).mtimeMs;
-}
-writeFileSync(join(root, 'dist/berth-oci.inputs.json'), `${JSON.stringify(inputs)}\n`);
+// Source files with their mtimes, for bin/berth-oci.js's staleness check.
+writeInputs(result, root, join(root, 'dist'), 'berth-oci', process.cwd());
 rmSync(join(root, 'dist/berth-oci.mjs'), { force: true }); // the earlier ES-module bundle

@@ -19,8 +19,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { dirname, join, relative, resolve } from 'node:path';
-import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { lazyDefault, loadEsbuild, writeInputs } from './bundle-common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // --outdir DIR: write berth.cjs and berth.inputs.json there instead of dist/ (test/cli-bundle.test.ts).
@@ -28,50 +29,24 @@ const outdirArg = process.argv.indexOf('--outdir');
 const outdir = outdirArg > 0 ? resolve(process.argv[outdirArg + 1] ?? '') : join(root, 'dist');
 const out = join(outdir, 'berth.cjs');
 
-let esbuild;
-try {
-  esbuild = await import('esbuild');
-} catch {
-  process.stderr.write('bundle-berth: esbuild not installed; bin/berth.js will use dist/ modules\n');
-  process.exit(0);
-}
+const esbuild = await loadEsbuild('bundle-berth', 'bin/berth.js will use dist/ modules');
+if (!esbuild) process.exit(0);
 
 /**
  * Packages the code imports only as a default export, and that `berth run` with the image present
- * does not use (or, koffi, uses late): each is replaced by a shim whose default export is a Proxy
- * that requires the real module at the first property access. tar-stream (~4 ms) is for
- * pull/save/load/export; zlib for layer unpacking. A named import of one of them fails the build
- * ("No matching export"), so the shim cannot silently hand out undefined.
+ * does not use (or, koffi, uses late): lazy shims (scripts/bundle-common.mjs). tar-stream (~4 ms)
+ * is for pull/save/load/export; zlib for layer unpacking. An import() of one stays a real
+ * (lazy) load through dynamicExternals below.
  */
 const LAZY_DEFAULT = ['koffi', 'tar-stream', 'node:zlib'];
-const lazyDefault = {
-  name: 'lazy-default',
-  setup(build) {
-    const filter = new RegExp(`^(${LAZY_DEFAULT.map((m) => m.replace(/[.:-]/g, '\\$&')).join('|')})$`);
-    // The shim's own require(...) stays a plain require of the real module, and so does an
-    // import() of one (dynamicExternals below): it is lazy already and wants the named exports.
-    const direct = new Set(['lazy-default', 'dynamic-external']);
-    build.onResolve({ filter }, (args) => {
-      if (direct.has(args.namespace)) return { path: args.path, external: true };
-      return args.kind === 'dynamic-import' ? undefined : { path: args.path, namespace: 'lazy-default' };
-    });
-    build.onLoad({ filter: /.*/, namespace: 'lazy-default' }, (args) => ({
-      loader: 'js',
-      contents: [
-        'let real;',
-        `const load = () => (real ??= require(${JSON.stringify(args.path)}));`,
-        'const lazy = new Proxy({}, { get: (_t, p) => load()[p] });',
-        'export default lazy;',
-      ].join('\n'),
-    }));
-  },
-};
 
 /**
- * commander is pure JavaScript that every call loads: bundled, it is read and compiled with the
- * rest (and lands in the code cache) instead of being resolved and compiled on its own each time.
+ * commander, and better-sqlite3's JavaScript (~12 small modules: 3-6 ms to resolve and compile
+ * one by one, ~0.4 ms bundled), which most calls load: bundled, they are read and compiled with
+ * the rest (and land in the code cache). better-sqlite3's addon stays a file: images/db.ts hands
+ * its path over (nativeBinding), so the `bindings` lookup, an external require here, never runs.
  */
-const BUNDLED_PACKAGES = ['commander'];
+const BUNDLED_PACKAGES = ['commander', 'better-sqlite3'];
 const bundledPackages = {
   name: 'bundled-packages',
   setup(build) {
@@ -141,7 +116,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyDefault, bundledPackages, dynamicExternals, importMeta],
+  plugins: [lazyDefault(LAZY_DEFAULT, ['lazy-default', 'dynamic-external']), bundledPackages, dynamicExternals, importMeta],
   banner: { js: banner },
   legalComments: 'none',
   // No comments or indentation: a third less to read and hash on every call. Names stay (stack
@@ -155,11 +130,30 @@ const result = await esbuild.build({
 
 if (readFileSync(out).some((b) => b > 0x7f)) throw new Error(`bundle-berth: ${out} is not pure ASCII`);
 
-// Source files (relative to the package root) and their mtimes, for bin/berth.cjs's staleness check.
-const inputs = {};
-for (const file of Object.keys(result.metafile.inputs)) {
-  if (file.includes(':')) continue; // virtual modules (the lazy shims)
-  const abs = join(root, file);
-  inputs[relative(root, abs)] = statSync(abs).mtimeMs;
-}
-writeFileSync(join(outdir, 'berth.inputs.json'), `${JSON.stringify(inputs)}\n`);
+// Source files with their mtimes, for bin/berth.cjs's staleness check.
+writeInputs(result, root, outdir, 'berth');
+
+/**
+ * The layer-unpack worker (images/unpack-worker.ts) as its own bundle, <outdir>/unpack-worker.cjs:
+ * a pull starts two, and an ES-module worker resolving and linking its modules (and loading koffi
+ * up front) spent CPU the download needs: ~87 ms of CPU for the two to be ready, ~59 bundled,
+ * ~36 for two empty workers (this VM). tar-stream and its dependencies are bundled in; koffi is
+ * a lazy shim (whiteouts and device nodes need it, most layers do not). images/unpack-offthread.ts
+ * uses it while <outdir>/unpack-worker.inputs.json is current.
+ */
+const worker = await esbuild.build({
+  absWorkingDir: root,
+  entryPoints: [join(root, 'images/unpack-worker.ts')],
+  outfile: join(outdir, 'unpack-worker.cjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  plugins: [lazyDefault(['koffi']), importMeta],
+  banner: { js: banner },
+  legalComments: 'none',
+  minifyWhitespace: true,
+  logLevel: 'warning',
+  metafile: true,
+});
+writeInputs(worker, root, outdir, 'unpack-worker');
