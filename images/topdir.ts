@@ -11,6 +11,7 @@
  */
 import fs from 'node:fs';
 import koffi from 'koffi';
+import { addon } from '../runtime/linux/addon.js';
 
 /** FS_IOC_GETFLAGS / FS_IOC_SETFLAGS (linux/fs.h: _IOR/_IOW('f', 1/2, long)), FS_TOPDIR_FL. */
 const FS_IOC_GETFLAGS = 0x80086601;
@@ -20,11 +21,21 @@ const FS_TOPDIR_FL = 0x00020000;
 type Ioctl = (fd: number, req: number, arg: Int32Array) => number;
 let ioctl: Ioctl | null = null;
 
+/** FS_IOC_GETFLAGS/SETFLAGS: berth.node's fsFlags when built (every `berth` call that opens the store makes this check), else koffi. */
+function flagsIoctl(): Ioctl {
+  if (ioctl) return ioctl;
+  const fsFlags = addon()?.fsFlags;
+  ioctl = fsFlags
+    ? (fd, req, arg) => (fsFlags(fd, req === FS_IOC_SETFLAGS ? 1 : 0, arg) === 0 ? 0 : -1)
+    : koffi.load('libc.so.6').func('int ioctl(int fd, unsigned long req, _Inout_ int32_t *arg)') as unknown as Ioctl;
+  return ioctl;
+}
+
 /** Set FS_TOPDIR_FL on dir if it lacks it; true when the flag is set afterwards. */
 export function markTopDir(dir: string): boolean {
   let fd = -1;
   try {
-    ioctl ??= koffi.load('libc.so.6').func('int ioctl(int fd, unsigned long req, _Inout_ int32_t *arg)') as unknown as Ioctl;
+    const ioctl = flagsIoctl();
     fd = fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
     const flags = new Int32Array(1);
     if (ioctl(fd, FS_IOC_GETFLAGS, flags) !== 0) return false;

@@ -22,6 +22,12 @@
  *               out: Int32Array[5], err: Buffer)
  *   zygoteSend(sock, cfg: Buffer, fds: Int32Array)         berth_zygote_send: the first half of zygoteSpawn
  *   zygoteRecv(sock, out: Int32Array[5], err: Buffer)      berth_zygote_recv: its second half
+ *   mount(src|null, target, fstype|null, flags, data|null) mount(2)
+ *   umount2(target, flags)                                 umount2(2)
+ *   lsetxattr(path, name, value: Buffer, flags)            lsetxattr(2)
+ *   fsFlags(fd, set, flags: Int32Array[1])                 ioctl FS_IOC_GETFLAGS (set 0) / FS_IOC_SETFLAGS (set 1)
+ *   unshare(flags) / setns(fd, nstype)                     unshare(2) / setns(2) of the calling thread
+ *   loopbackUp()                                           lo IFF_UP in the calling thread's netns (SIOCSIFFLAGS)
  *
  * The Node-API declarations are written out here (they are a stable C ABI, resolved from the
  * node binary at load time), so building needs no Node headers.
@@ -29,13 +35,20 @@
 #include "spawn.h"
 
 #include <errno.h>
+#include <linux/fs.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* ---- Node-API subset (node_api.h / js_native_api.h, NAPI_VERSION 1) ---- */
@@ -104,6 +117,22 @@ static int arg_str(struct args *a, size_t i, char *buf, size_t size)
 	size_t n = 0;
 	if (napi_get_value_string_utf8(a->env, a->v[i], buf, size, &n) != 0 || n >= size - 1) return -1;
 	return strlen(buf) == n ? 0 : -1; /* refuse embedded NULs */
+}
+
+/* Like arg_str, but a JS null/undefined gives *out = NULL. */
+extern napi_status napi_typeof(napi_env, napi_value, int *);
+#define NAPI_UNDEFINED 0
+#define NAPI_NULL 1
+static int arg_str_or_null(struct args *a, size_t i, char *buf, size_t size, char **out)
+{
+	int t;
+	if (napi_typeof(a->env, a->v[i], &t) != 0) return -1;
+	if (t == NAPI_UNDEFINED || t == NAPI_NULL) {
+		*out = NULL;
+		return 0;
+	}
+	*out = buf;
+	return arg_str(a, i, buf, size);
 }
 
 static napi_value ret(napi_env env, int32_t v)
@@ -260,12 +289,97 @@ static napi_value js_zygote_recv(napi_env env, napi_callback_info info)
 	return ret(env, berth_zygote_recv(sock, out, err, errlen));
 }
 
+static napi_value js_mount(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	char src[4096], target[4096], fstype[256], data[8192];
+	char *srcp, *fsp, *datap;
+	int32_t flags;
+	if (get_args(env, info, &a, 5) || arg_str_or_null(&a, 0, src, sizeof src, &srcp) || arg_str(&a, 1, target, sizeof target) ||
+	    arg_str_or_null(&a, 2, fstype, sizeof fstype, &fsp) || arg_i32(&a, 3, &flags) ||
+	    arg_str_or_null(&a, 4, data, sizeof data, &datap))
+		return ret(env, -EINVAL);
+	return ret(env, mount(srcp, target, fsp, (unsigned long)(uint32_t)flags, datap) < 0 ? -errno : 0);
+}
+
+static napi_value js_umount2(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	char target[4096];
+	int32_t flags;
+	if (get_args(env, info, &a, 2) || arg_str(&a, 0, target, sizeof target) || arg_i32(&a, 1, &flags)) return ret(env, -EINVAL);
+	return ret(env, umount2(target, flags) < 0 ? -errno : 0);
+}
+
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	char path[4096], name[256];
+	void *value;
+	size_t len;
+	int32_t flags;
+	if (get_args(env, info, &a, 4) || arg_str(&a, 0, path, sizeof path) || arg_str(&a, 1, name, sizeof name) ||
+	    arg_buf(&a, 2, &value, &len) || arg_i32(&a, 3, &flags))
+		return ret(env, -EINVAL);
+	return ret(env, lsetxattr(path, name, value, len, flags) < 0 ? -errno : 0);
+}
+
+static napi_value js_fs_flags(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t fd, set, *flags;
+	size_t n;
+	if (get_args(env, info, &a, 3) || arg_i32(&a, 0, &fd) || arg_i32(&a, 1, &set) || arg_i32s(&a, 2, &flags, &n) || n < 1)
+		return ret(env, -EINVAL);
+	/* The kernel reads and writes an int through these, whatever their _IOR/_IOW size says. */
+	int v = flags[0];
+	if (ioctl(fd, set ? FS_IOC_SETFLAGS : FS_IOC_GETFLAGS, &v) < 0) return ret(env, -errno);
+	flags[0] = v;
+	return ret(env, 0);
+}
+
+static napi_value js_unshare(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t flags;
+	if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &flags)) return ret(env, -EINVAL);
+	return ret(env, unshare(flags) < 0 ? -errno : 0);
+}
+
+static napi_value js_setns(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	int32_t fd, nstype;
+	if (get_args(env, info, &a, 2) || arg_i32(&a, 0, &fd) || arg_i32(&a, 1, &nstype)) return ret(env, -EINVAL);
+	return ret(env, setns(fd, nstype) < 0 ? -errno : 0);
+}
+
+static napi_value js_loopback_up(napi_env env, napi_callback_info info)
+{
+	(void)info;
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) return ret(env, -errno);
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+	if (rc == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		rc = ioctl(fd, SIOCSIFFLAGS, &ifr);
+	}
+	int e = rc < 0 ? errno : 0;
+	close(fd);
+	return ret(env, -e);
+}
+
 static const struct { const char *name; napi_callback fn; } FUNCS[] = {
 	{ "spawn", js_spawn }, { "syncSend", js_sync_send }, { "sendFd", js_send_fd }, { "recvFd", js_recv_fd },
 	{ "socketpair", js_socketpair }, { "unixConnectSendFd", js_unix_connect_send_fd }, { "mknod", js_mknod },
 	{ "close", js_close }, { "pidfdOpen", js_pidfd_open }, { "pidfdSendSignal", js_pidfd_send_signal },
 	{ "waitpid", js_waitpid }, { "zygoteSocketpair", js_zygote_socketpair }, { "zygoteSpawn", js_zygote_spawn },
-	{ "zygoteSend", js_zygote_send }, { "zygoteRecv", js_zygote_recv },
+	{ "zygoteSend", js_zygote_send }, { "zygoteRecv", js_zygote_recv }, { "mount", js_mount }, { "umount2", js_umount2 },
+	{ "lsetxattr", js_lsetxattr }, { "fsFlags", js_fs_flags }, { "unshare", js_unshare }, { "setns", js_setns },
+	{ "loopbackUp", js_loopback_up },
 };
 
 __attribute__((visibility("default"))) int32_t node_api_module_get_api_version_v1(void) { return 1; }

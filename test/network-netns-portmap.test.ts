@@ -71,6 +71,20 @@ t.test('createNetns: a new namespace with lo up; the caller stays where it was',
   tt.notOk(existsSync(f), 'removeNetns removes the file');
 });
 
+t.test('createNetns without berth.node (BERTH_NO_ADDON=1: the koffi calls) makes the same namespace', async (tt) => {
+  const { root } = setup(tt);
+  const f = join(root, 'netns', 'koffi');
+  const mod = new URL('../runtime/network/netns.ts', import.meta.url).href;
+  const script = `const m = await import(${JSON.stringify(mod)}); m.createNetns(${JSON.stringify(f)}); process.stdout.write((await import('node:fs')).readlinkSync('/proc/thread-self/ns/net'));`;
+  const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8', env: { ...process.env, BERTH_NO_ADDON: '1' },
+  });
+  tt.teardown(() => removeNetns(f));
+  tt.equal(out, readlinkSync('/proc/self/ns/net'), 'the caller is back in the host namespace');
+  tt.match(inNs(f, ['ip', '-o', 'link']).trim(), /^1: lo: <LOOPBACK,UP,LOWER_UP>[^\n]*$/, 'only lo, and up');
+  tt.not(inNs(f, ['readlink', '/proc/self/ns/net']).trim(), out, 'a namespace of its own');
+});
+
 t.test('no published ports: portmap is not run; ports: DEL still removes the rules', async (tt) => {
   const { store, root } = setup(tt);
   const opts = { stateDir: store.stateDir };

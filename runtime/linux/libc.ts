@@ -1,10 +1,12 @@
 /**
- * koffi bindings to the libc calls Node has no API for. Each wrapper throws SyscallError with
- * errno and the caller's context; nothing here is async. Loaded lazily so CLIs that never touch
- * the kernel pay nothing.
+ * The libc calls Node has no API for. Each wrapper throws SyscallError with errno and the
+ * caller's context; nothing here is async. mount, umount2, mknod and lsetxattr go through
+ * native/build/berth.node when it is built (runtime/linux/addon.ts), the rest (and those, without
+ * the addon) through koffi. Loaded lazily: a pull or a `berth run` loads no koffi.
  */
 import koffi from 'koffi';
 import { SyscallError } from '../errors.js';
+import { addon } from './addon.js';
 
 // Mount flags (linux/mount.h).
 export const MS_RDONLY = 0x1;
@@ -85,15 +87,29 @@ function check(rc: number, syscall: string, context: string): number {
   return rc;
 }
 
+/** rc (0 or -errno) of an addon call, as SyscallError on failure. */
+function checkNeg(rc: number, syscall: string, context: string): void {
+  if (rc < 0) throw new SyscallError(syscall, -rc, context);
+}
+
 export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
+  const a = addon();
+  if (a?.mount) return checkNeg(a.mount(source, target, fstype, flags, data), 'mount', `mount ${source ?? 'none'} on ${target}${fstype ? ` (${fstype})` : ''}`);
   check(lib().mount(source, target, fstype, flags, data), 'mount', `mount ${source ?? 'none'} on ${target}${fstype ? ` (${fstype})` : ''}`);
 }
 
 /** umount2; returns false when the target was not mounted (EINVAL) or is gone (ENOENT). */
 export function umount(target: string, flags = 0): boolean {
-  const rc = lib().umount2(target, flags);
-  if (rc === 0) return true;
-  const e = koffi.errno();
+  const a = addon();
+  let e: number;
+  if (a?.umount2) {
+    const rc = a.umount2(target, flags);
+    if (rc === 0) return true;
+    e = -rc;
+  } else {
+    if (lib().umount2(target, flags) === 0) return true;
+    e = koffi.errno();
+  }
   if (e === 22 || e === 2) return false;
   throw new SyscallError('umount2', e, `unmount ${target}`);
 }
@@ -104,10 +120,14 @@ export function makedev(major: number, minor: number): bigint {
 }
 
 export function mknod(path: string, mode: number, major = 0, minor = 0): void {
+  const a = addon();
+  if (a) return checkNeg(a.mknod(path, mode, major, minor), 'mknod', `create device node ${path}`);
   check(lib().mknod(path, mode, makedev(major, minor)), 'mknod', `create device node ${path}`);
 }
 
 export function lsetxattr(path: string, name: string, value: Buffer, flags = 0): void {
+  const a = addon();
+  if (a?.lsetxattr) return checkNeg(a.lsetxattr(path, name, value, flags), 'lsetxattr', `set xattr ${name} on ${path}`);
   check(lib().lsetxattr(path, name, value, value.length, flags), 'lsetxattr', `set xattr ${name} on ${path}`);
 }
 

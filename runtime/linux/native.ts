@@ -9,10 +9,9 @@
  */
 import koffi from 'koffi';
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BerthError, SyscallError } from '../errors.js';
 import * as L from './libc.js';
+import { addon, candidates, type Addon } from './addon.js';
 
 export interface NativeLib {
   /** int berth_spawn(cfg, cfglen, out[4] = pid, pidfd, syncfd, fdsock, err, errlen) */
@@ -22,26 +21,6 @@ export interface NativeLib {
   recvFd: (sock: number) => number;
   socketpair: (out: Int32Array) => number;
   unixConnectSendFd: (path: string, fd: number) => number;
-}
-
-/** The exports of berth.node (protocol at the top of native/napi.c): ints, -errno on failure. */
-interface Addon {
-  spawn: (cfg: Buffer, out: Int32Array, err: Buffer) => number;
-  syncSend: (fd: number, type: number) => number;
-  sendFd: (sock: number, fd: number) => number;
-  recvFd: (sock: number) => number;
-  socketpair: (out: Int32Array) => number;
-  unixConnectSendFd: (path: string, fd: number) => number;
-  mknod: (path: string, mode: number, major: number, minor: number) => number;
-  close: (fd: number) => number;
-  pidfdOpen: (pid: number) => number;
-  pidfdSendSignal: (pidfd: number, sig: number) => number;
-  waitpid: (pid: number, status: Int32Array) => number;
-  zygoteSocketpair: (out: Int32Array) => number;
-  zygoteSpawn: (sock: number, cfg: Buffer, fds: Int32Array, out: Int32Array, err: Buffer) => number;
-  /** The two halves of zygoteSpawn (absent from an addon built before they existed). */
-  zygoteSend?: (sock: number, cfg: Buffer, fds: Int32Array) => number;
-  zygoteRecv?: (sock: number, out: Int32Array, err: Buffer) => number;
 }
 
 /** The zygote calls of the addon (protocol in native/spawn.h), or null without the addon. */
@@ -55,31 +34,12 @@ export function zygoteBinary(): string | null {
 }
 
 let cached: NativeLib | null = null;
-let addonCache: Addon | null | undefined;
-
-function candidates(file: string): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
-  return [resolve(here, '../../native/build', file), resolve(here, '../../../native/build', file), resolve(here, '../native/build', file)];
-}
 
 /** Candidate locations of libberth.so, most specific first. */
 export function libberthCandidates(): string[] {
   const list = candidates('libberth.so');
   if (process.env.BERTH_LIBBERTH) list.unshift(process.env.BERTH_LIBBERTH);
   return list;
-}
-
-/** berth.node, or null when it is not built, disabled (BERTH_NO_ADDON=1) or BERTH_LIBBERTH names a library. */
-function addon(): Addon | null {
-  if (addonCache !== undefined) return addonCache;
-  addonCache = null;
-  if (process.env.BERTH_NO_ADDON === '1' || process.env.BERTH_LIBBERTH) return null;
-  const path = candidates('berth.node').find((p) => existsSync(p));
-  if (!path) return null;
-  const mod = { exports: {} as Addon };
-  process.dlopen(mod, path);
-  addonCache = mod.exports;
-  return addonCache;
 }
 
 /** Which binding serves the calls: 'addon' (berth.node) or 'koffi'. */
@@ -115,13 +75,6 @@ export function native(): NativeLib {
 
 // libc calls of the lifecycle's hot path: the addon when built, else runtime/linux/libc.ts (koffi).
 
-/** mknod(2); throws SyscallError naming the path. */
-export function mknod(path: string, mode: number, major = 0, minor = 0): void {
-  const a = addon();
-  if (!a) return L.mknod(path, mode, major, minor);
-  const rc = a.mknod(path, mode, major, minor);
-  if (rc < 0) throw new SyscallError('mknod', -rc, `create device node ${path}`);
-}
 
 /** close(2), ignoring errors; negative fds are skipped. */
 export function closeFd(fd: number): void {

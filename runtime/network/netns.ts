@@ -15,6 +15,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, write
 import { dirname } from 'node:path';
 import koffi from 'koffi';
 import { MNT_DETACH, MS_BIND, mount, umount } from '../linux/libc.js';
+import { addon } from '../linux/addon.js';
 import { ConfigError, SyscallError } from '../errors.js';
 
 const CLONE_NEWNET = 0x40000000;
@@ -32,6 +33,32 @@ interface NsFns {
   ioctl: (fd: number, req: number, arg: Buffer) => number;
   close: (fd: number) => number;
 }
+/** The calls createNetns needs, returning 0 or -errno: berth.node's when built, else koffi's. */
+interface NsCalls {
+  unshare: (flags: number) => number;
+  setns: (fd: number, nstype: number) => number;
+  loopbackUp: () => number;
+}
+let nsCalls: NsCalls | null = null;
+function calls(): NsCalls {
+  if (nsCalls) return nsCalls;
+  const a = addon();
+  if (a?.unshare && a.setns && a.loopbackUp) {
+    nsCalls = { unshare: a.unshare, setns: a.setns, loopbackUp: a.loopbackUp };
+    return nsCalls;
+  }
+  const l = nsLib();
+  const neg = (rc: number) => (rc < 0 ? -koffi.errno() : 0);
+  nsCalls = {
+    unshare: (f) => neg(l.unshare(f)),
+    setns: (fd, t) => neg(l.setns(fd, t)),
+    loopbackUp: () => {
+      try { loopbackUp(l); return 0; } catch (e) { return -((e as SyscallError).errno ?? 5); }
+    },
+  };
+  return nsCalls;
+}
+
 let nsFns: NsFns | null = null;
 function nsLib(): NsFns {
   if (nsFns) return nsFns;
@@ -67,19 +94,22 @@ function loopbackUp(l: NsFns): void {
  * its own namespace (if even that fails the process aborts: it would go on in the wrong one).
  */
 export function createNetns(file: string): void {
-  const l = nsLib();
+  const l = calls();
   mkdirSync(dirname(file), { recursive: true });
   closeSync(openSync(file, 'a', 0o444));
   const home = openSync('/proc/thread-self/ns/net', 'r');
   let err: unknown = null;
   try {
-    if (l.unshare(CLONE_NEWNET) < 0) throw new SyscallError('unshare(CLONE_NEWNET)', koffi.errno(), `create network namespace ${file}`);
+    let rc = l.unshare(CLONE_NEWNET);
+    if (rc < 0) throw new SyscallError('unshare(CLONE_NEWNET)', -rc, `create network namespace ${file}`);
     try {
-      loopbackUp(l);
+      rc = l.loopbackUp();
+      if (rc < 0) throw new SyscallError('ioctl(SIOCSIFFLAGS)', -rc, 'bring lo up in the new network namespace');
       mount('/proc/thread-self/ns/net', file, null, MS_BIND);
     } finally {
-      if (l.setns(home, CLONE_NEWNET) < 0) {
-        process.stderr.write(`berth: cannot return to the host network namespace (errno ${koffi.errno()}); aborting\n`);
+      rc = l.setns(home, CLONE_NEWNET);
+      if (rc < 0) {
+        process.stderr.write(`berth: cannot return to the host network namespace (errno ${-rc}); aborting\n`);
         process.abort();
       }
     }
