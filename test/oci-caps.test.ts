@@ -1,5 +1,5 @@
 import t from 'tap';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { ConfigError } from '../runtime/errors.js';
 import {
@@ -7,7 +7,7 @@ import {
   parseProcStatusCaps, readProcCaps,
 } from '../runtime/oci/caps.js';
 import {
-  checkRlimits, currentHardLimit, currentLimit, defaultRlimits, RLIM_INFINITY, rlimitNumber,
+  checkRlimits, currentHardLimit, currentLimit, defaultRlimits, RLIM_INFINITY, RLIMITS, rlimitNumber,
 } from '../runtime/oci/rlimits.js';
 
 t.test('capability table', async (t) => {
@@ -89,6 +89,25 @@ t.test('current limits agree with /proc/self/limits', async (t) => {
   t.equal(String(cur.soft), soft);
   t.equal(String(cur.hard), hard);
   t.equal(currentHardLimit('RLIMIT_CPU'), RLIM_INFINITY, 'cpu time is unlimited');
+});
+
+t.test('every current limit agrees with prlimit(1) (the prlimit syscall), for this process and after a change', async (t) => {
+  const fromPrlimit = (): Map<string, { soft: number; hard: number }> => {
+    const out = execFileSync('prlimit', ['--pid', String(process.pid), '--output', 'RESOURCE,SOFT,HARD', '--raw', '--noheadings'], { encoding: 'utf8' });
+    const v = (x: string) => (x === 'unlimited' ? RLIM_INFINITY : Number(x));
+    return new Map(out.trim().split('\n').map((l) => l.trim().split(/\s+/)).map(([r, s, h]) => [`RLIMIT_${r}`, { soft: v(s), hard: v(h) }]));
+  };
+  const want = fromPrlimit();
+  for (const name of Object.keys(RLIMITS)) t.same(currentLimit(name), want.get(name), name);
+  // Lower this process's soft NOFILE limit (prlimit on our pid) and read it back.
+  const before = currentLimit('RLIMIT_NOFILE');
+  const soft = Math.min(before.soft, 1000) - 7;
+  execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${soft}:`]);
+  try {
+    t.same(currentLimit('RLIMIT_NOFILE'), { soft, hard: before.hard }, 'a changed soft limit is seen');
+  } finally {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${before.soft}:`]);
+  }
 });
 
 t.test('default rlimits never exceed the hard limit', async (t) => {

@@ -1,10 +1,12 @@
 /**
  * POSIX rlimits for `process.rlimits`: the RLIMIT_* name → number table (Linux x86_64 /
- * asm-generic), this process's current limits through getrlimit(2), the default set (runc's
+ * asm-generic), this process's current limits (from /proc/self/limits, whose rows are in
+ * resource order; getrlimit(2) through koffi where a row is missing), the default set (runc's
  * template: NOFILE 1024/1024, never above what the caller may set), and a check that refuses an
  * explicit limit the container's init could not get: raising a hard limit needs
  * CAP_SYS_RESOURCE, which root lacks on some hosts (see TEST-ENVIRONMENT.md).
  */
+import { readFileSync } from 'node:fs';
 import koffi from 'koffi';
 import { ConfigError, SyscallError } from '../errors.js';
 import { CAPS, readProcCaps } from './caps.js';
@@ -56,9 +58,23 @@ function toNumber(v: bigint): number {
   return v === U64_MAX ? RLIM_INFINITY : Number(v);
 }
 
+/** Row nr (= the resource number) of /proc/self/limits: "Max open files  1024  4096  files". */
+function procLimit(nr: number): { soft: number; hard: number } | null {
+  let text: string;
+  try { text = readFileSync('/proc/self/limits', 'latin1'); } catch { return null; }
+  const row = text.split('\n')[nr + 1];
+  // The name column is 26 characters wide; soft and hard follow, then the (optional) unit.
+  const m = row === undefined ? null : /^Max .{21}\s*(\d+|unlimited)\s+(\d+|unlimited)(\s|$)/.exec(row);
+  if (!m) return null;
+  const v = (s: string) => (s === 'unlimited' ? RLIM_INFINITY : Number(s));
+  return { soft: v(m[1]), hard: v(m[2]) };
+}
+
 /** This process's soft and hard limit for `resource` (Infinity for unlimited). */
 export function currentLimit(resource: number | string): { soft: number; hard: number } {
   const nr = typeof resource === 'string' ? rlimitNumber(resource, 'rlimit') : resource;
+  const fromProc = procLimit(nr);
+  if (fromProc) return fromProc;
   const buf = Buffer.alloc(16);
   if (libc().getrlimit(nr, buf) < 0) throw new SyscallError('getrlimit', koffi.errno(), `read limit ${nr}`);
   return { soft: toNumber(buf.readBigUInt64LE(0)), hard: toNumber(buf.readBigUInt64LE(8)) };
