@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import Database from 'better-sqlite3';
 import { BerthError } from '../runtime/errors.js';
 
@@ -112,6 +113,24 @@ interface SnapRow {
   id: number; chain_id: string; parent: string | null; diff_id: string; size: number; state: string; pid: number; created_at: number;
 }
 
+/**
+ * better-sqlite3's addon, by path. Without it, better-sqlite3 finds the addon through the
+ * `bindings` package, which probes a dozen paths and parses a stack trace: ~1.5 ms of every
+ * `berth` call that opens the store. undefined (the default lookup) if it is not where the
+ * package builds it.
+ */
+let binding: string | undefined | null = null;
+function nativeBinding(): string | undefined {
+  if (binding !== null) return binding;
+  binding = undefined;
+  try {
+    const pkg = createRequire(import.meta.url).resolve('better-sqlite3/package.json');
+    const p = path.join(path.dirname(pkg), 'build', 'Release', 'better_sqlite3.node');
+    if (fs.existsSync(p)) binding = p;
+  } catch { /* the default lookup */ }
+  return binding;
+}
+
 export class ImageDB {
   readonly db: Database.Database;
 
@@ -124,7 +143,8 @@ export class ImageDB {
     const file = path.join(root, 'metadata.db');
     let db: Database.Database;
     try {
-      db = new Database(file, { timeout: 30_000 });
+      const addon = nativeBinding();
+      db = new Database(file, { timeout: 30_000, ...(addon ? { nativeBinding: addon } : {}) });
       db.pragma('busy_timeout = 30000');
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');

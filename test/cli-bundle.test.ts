@@ -105,7 +105,7 @@ t.test('the bundle is one ASCII CommonJS file and lists its sources', async (t) 
   t.notOk(bytes.some((b) => b > 0x7f), 'pure ASCII (bin/berth.cjs reads it as latin1)');
   const src = bytes.toString('latin1');
   t.match(src, /^'use strict';/, 'strict mode, as the ES modules it comes from');
-  t.notMatch(src, /require\("(commander|\.\/)/, 'commander and all of berth inside, no relative requires');
+  t.notMatch(src, /require\("(commander|better-sqlite3|\.\/)/, 'commander, better-sqlite3\'s JavaScript and all of berth inside, no relative requires');
   const inputs = JSON.parse(readFileSync(join(pkg, 'dist/berth.inputs.json'), 'utf8')) as Record<string, number>;
   for (const f of ['runtime/cli/berth.ts', 'runtime/cli/containers-cmd.ts', 'runtime/engine/engine.ts', 'images/store.ts']) {
     t.type(inputs[f], 'number', `${f} listed with its mtime`);
@@ -141,15 +141,35 @@ t.test('the bundle runs, and writes and reuses a V8 code cache', async (t) => {
   t.same(cacheHeader()?.slice(0, 1), [String(size)], 'replaced by a cache for this bundle');
 });
 
-t.test('`berth ps` from the bundle loads neither koffi nor tar-stream, and commander from the bundle', async (t) => {
-  const probe = join(dir, 'loaded.cjs');
-  writeFileSync(probe, "process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify(Object.keys(require.cache)) + '\\n'));\n");
-  const r = await berth(['ps'], { nodeArgs: ['--require', probe] });
+/**
+ * --require'd into the CLI and its worker threads: "KOFFI <thread>" when koffi is required,
+ * "WORKER <script>" when a worker loads its CommonJS script, and "LOADED [...]" (the modules in
+ * require.cache) when the main thread exits.
+ */
+const PROBE = `const { isMainThread } = require('node:worker_threads');
+const Module = require('node:module');
+const load = Module._load;
+Module._load = function (request, parent, isMain) {
+  if (request === 'koffi') process.stderr.write('KOFFI ' + (isMainThread ? 'main' : 'worker') + '\\n');
+  if (!isMainThread && isMain) process.stderr.write('WORKER ' + request + '\\n');
+  return load.call(this, request, parent, isMain);
+};
+if (isMainThread) process.on('exit', () => process.stderr.write('LOADED ' + JSON.stringify(Object.keys(require.cache)) + '\\n'));
+`;
+function probeFile(): string {
+  const probe = join(dir, 'probe.cjs');
+  if (!existsSync(probe)) writeFileSync(probe, PROBE);
+  return probe;
+}
+
+t.test('`berth ps` from the bundle loads neither koffi nor tar-stream, and commander and better-sqlite3 from the bundle', async (t) => {
+  const r = await berth(['ps'], { nodeArgs: ['--require', probeFile()] });
   t.equal(r.code, 0, r.stderr);
   const loaded = JSON.parse(/LOADED (.*)/.exec(r.stderr)?.[1] ?? '[]') as string[];
-  for (const m of ['koffi', 'tar-stream', 'commander']) {
+  for (const m of ['koffi', 'tar-stream', 'commander', 'better-sqlite3/lib', 'bindings']) {
     t.notOk(loaded.some((f) => f.includes(`/node_modules/${m}/`)), `${m} not loaded from node_modules`);
   }
+  t.notMatch(r.stderr, /KOFFI/, 'no koffi');
 });
 
 t.test('a changed source, a missing inputs list or BERTH_NO_BUNDLE=1 runs the modules', async (t) => {
@@ -177,11 +197,22 @@ t.test('a changed source, a missing inputs list or BERTH_NO_BUNDLE=1 runs the mo
 t.test('pull, run, save and errors through the bundle', async (t) => {
   reg = await startRegistry();
   const { ref } = await pushTestImage(reg.host, 'berth/bundle', 'latest', await baseImage());
-  const pull = await berth(['pull', '-q', ref]);
+  const pull = await berth(['pull', '-q', ref], { nodeArgs: ['--require', probeFile()] });
   t.equal(pull.code, 0, `pull (tar-stream and zlib, loaded lazily): ${pull.stderr}`);
+  const workers = [...pull.stderr.matchAll(/^WORKER (.*)$/gm)].map((m) => m[1]);
+  t.ok(workers.length > 0, 'layers unpacked on worker threads');
+  t.same([...new Set(workers)], [join(pkg, 'dist/unpack-worker.cjs')], 'each one runs the worker bundle');
+  t.notMatch(pull.stderr, /KOFFI/, 'a pull of layers without whiteouts or devices loads no koffi, on any thread');
   const run = await berth(['run', '--rm', '--network', 'none', ref, 'sh', '-c', 'echo hi from $(hostname); exit 3']);
   t.equal(run.code, 3, `the container's exit code: ${run.stderr}`);
   t.match(run.stdout, /^hi from \w+/, 'its output');
+  // The first run compiled the seccomp profile (koffi and libseccomp); this one finds it cached.
+  const again = await berth(['run', '--rm', '--network', 'none', ref, 'true'], { nodeArgs: ['--require', probeFile()] });
+  t.equal(again.code, 0, again.stderr);
+  t.notMatch(again.stderr, /KOFFI/, 'a `berth run` loads no koffi (berth.node has its calls)');
+  const loaded = JSON.parse(/LOADED (.*)/.exec(again.stderr)?.[1] ?? '[]') as string[];
+  t.ok(loaded.some((f) => f.endsWith('/better_sqlite3.node')), 'the image store opened, with better-sqlite3\'s addon');
+  t.notOk(loaded.some((f) => /\/node_modules\/(bindings|better-sqlite3\/lib)\//.test(f)), 'found by its path, better-sqlite3\'s JavaScript from the bundle');
   t.equal((await berth(['ps', '-a', '-q'])).stdout, '', '--rm removed it');
   const tarPath = join(dir, 'img.tar');
   const save = await berth(['save', '-o', tarPath, ref]);
