@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, relative, resolve } from 'node:path';
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { lazyDefault, loadEsbuild, writeInputs } from './bundle-common.mjs';
+import { lazyModules, loadEsbuild, writeInputs } from './bundle-common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // --outdir DIR: write berth.cjs and berth.inputs.json there instead of dist/ (test/cli-bundle.test.ts).
@@ -33,12 +33,13 @@ const esbuild = await loadEsbuild('bundle-berth', 'bin/berth.js will use dist/ m
 if (!esbuild) process.exit(0);
 
 /**
- * Packages the code imports only as a default export, and that `berth run` with the image present
- * does not use (or, koffi, uses late): lazy shims (scripts/bundle-common.mjs). tar-stream (~4 ms)
- * is for pull/save/load/export; zlib for layer unpacking. An import() of one stays a real
- * (lazy) load through dynamicExternals below.
+ * Modules that `berth run` with the image present does not use (koffi: only as a fallback, or
+ * late), loaded at their first use (lazy shims, scripts/bundle-common.mjs): tar-stream (~4 ms) is
+ * for pull/save/load/export, zlib and worker_threads for layer unpacking, crypto (~2 ms to load)
+ * for digests; perf_hooks only for BERTH_TRACE. An import() of one stays a real (lazy) load
+ * through dynamicExternals below.
  */
-const LAZY_DEFAULT = ['koffi', 'tar-stream', 'node:zlib'];
+const LAZY = ['koffi', 'tar-stream', 'node:zlib', 'node:crypto', 'node:worker_threads', 'node:perf_hooks'];
 
 /**
  * commander, and better-sqlite3's JavaScript (~12 small modules: 3-6 ms to resolve and compile
@@ -116,7 +117,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyDefault(LAZY_DEFAULT, ['lazy-default', 'dynamic-external']), bundledPackages, dynamicExternals, importMeta],
+  plugins: [lazyModules(root, LAZY, ['lazy-module', 'dynamic-external']), bundledPackages, dynamicExternals, importMeta],
   banner: { js: banner },
   legalComments: 'none',
   // No comments or indentation: a third less to read and hash on every call. Names stay (stack
@@ -149,7 +150,7 @@ const worker = await esbuild.build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  plugins: [lazyDefault(['koffi']), importMeta],
+  plugins: [lazyModules(root, ['koffi']), importMeta],
   banner: { js: banner },
   legalComments: 'none',
   minifyWhitespace: true,

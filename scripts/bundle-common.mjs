@@ -1,10 +1,11 @@
 /**
  * What scripts/bundle-berth.mjs and scripts/bundle-berth-oci.mjs share: loading esbuild (it comes
  * with tsx, a devDependency; without it a bundle step is skipped with a note and the CLIs run the
- * compiled modules), the lazy-default plugin, and the inputs file the loaders check for staleness.
+ * compiled modules), the lazy-module plugin, and the inputs file the loaders check for staleness.
  */
 import { join, relative } from 'node:path';
 import { statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 
 /** esbuild, or null (with a note on stderr) when it is not installed. */
 export async function loadEsbuild(step, fallback) {
@@ -17,29 +18,31 @@ export async function loadEsbuild(step, fallback) {
 }
 
 /**
- * Packages the code imports only as a default export: each is replaced by a shim whose default
- * export is a Proxy that requires the real module at the first property access. A named import
- * of one of them fails the build ("No matching export"), so the shim cannot silently hand out
- * undefined. The shim's own require(...) stays a plain require of the real module, and so does an
- * import() of one (`direct` names the namespaces whose imports pass through untouched).
+ * Modules loaded at their first use instead of when the bundle starts: each is replaced by a
+ * CommonJS shim with one getter per export (named at build time from the real module), so
+ * default, named and namespace imports all work and the real module is required only when one
+ * of its exports is first read. `root` resolves the packages; the shim's own require() is a
+ * plain require of the real module, and so is an import() of one (`direct` names the
+ * namespaces whose imports pass through untouched).
  */
-export function lazyDefault(modules, direct = ['lazy-default']) {
-  const filter = new RegExp(`^(${modules.map((m) => m.replace(/[.:-]/g, '\\$&')).join('|')})$`);
+export function lazyModules(root, modules, direct = ['lazy-module']) {
+  const req = createRequire(join(root, 'package.json'));
+  const names = new Map(modules.map((m) => [m, Object.keys(req(m)).filter((k) => k !== 'default' && k !== '__esModule')]));
+  const filter = new RegExp(`^(${modules.map((m) => m.replace(/[.:/-]/g, '\\$&')).join('|')})$`);
   const through = new Set(direct);
   return {
-    name: 'lazy-default',
+    name: 'lazy-module',
     setup(build) {
       build.onResolve({ filter }, (args) => {
         if (through.has(args.namespace)) return { path: args.path, external: true };
-        return args.kind === 'dynamic-import' ? undefined : { path: args.path, namespace: 'lazy-default' };
+        return args.kind === 'dynamic-import' ? undefined : { path: args.path, namespace: 'lazy-module' };
       });
-      build.onLoad({ filter: /.*/, namespace: 'lazy-default' }, (args) => ({
+      build.onLoad({ filter: /.*/, namespace: 'lazy-module' }, (args) => ({
         loader: 'js',
         contents: [
           'let real;',
           `const load = () => (real ??= require(${JSON.stringify(args.path)}));`,
-          'const lazy = new Proxy({}, { get: (_t, p) => load()[p] });',
-          'export default lazy;',
+          `for (const k of ${JSON.stringify(names.get(args.path))}) Object.defineProperty(module.exports, k, { enumerable: true, get: () => load()[k] });`,
         ].join('\n'),
       }));
     },
