@@ -62,9 +62,11 @@ t.test('a second process reads the program from the cache, without koffi', async
   const st = statSync(first.file!);
   t.equal(st.mode & 0o777, 0o600, 'cache file is private');
   const buf = readFileSync(first.file!);
-  t.ok(buf.subarray(0, 10).equals(Buffer.from('berthbpf1\n')), 'magic');
-  t.equal(buf.readUInt32LE(10), fresh.program.length, 'program length recorded');
-  t.equal(buf.length, 18 + buf.readUInt32LE(14) + fresh.program.length, 'header + meta + program, nothing else');
+  t.ok(buf.subarray(0, 10).equals(Buffer.from('berthbpf2\n')), 'magic');
+  t.equal(buf.readUInt32LE(18), fresh.program.length, 'program length recorded');
+  t.equal(buf.length, 22 + buf.readUInt32LE(10) + buf.readUInt32LE(14) + fresh.program.length, 'header + key + meta + program, nothing else');
+  t.ok(buf.subarray(22, 22 + buf.readUInt32LE(10)).toString('utf8').endsWith(`\0${JSON.stringify(profile)}`), 'the key ends with the profile');
+  t.ok(buf.subarray(buf.length - fresh.program.length).equals(fresh.program), 'the program last');
   t.same(readdirSync(cacheDir), [first.file!.split('/').pop()], 'no temp files left');
 
   const second = compileInChild(cacheDir);
@@ -83,7 +85,10 @@ t.test('a corrupt cache file is ignored and rewritten', async (t) => {
     ['one program byte changed', Buffer.concat([good.subarray(0, good.length - 3), Buffer.from([good[good.length - 3] ^ 0xff]), good.subarray(good.length - 2)])],
     ['garbage', randomBytes(good.length)],
     ['empty', Buffer.alloc(0)],
-    ['program length not whole instructions', (() => { const b = Buffer.from(good); b.writeUInt32LE(b.readUInt32LE(10) - 4, 10); return b; })()],
+    ['program length not whole instructions', (() => { const b = Buffer.from(good); b.writeUInt32LE(b.readUInt32LE(18) - 4, 18); return b; })()],
+    // Same file name, another key (a hash collision, or another libseccomp): never used.
+    ['one key byte changed', (() => { const b = Buffer.from(good); b[22 + 2] ^= 0x01; return b; })()],
+    ['one meta byte changed', (() => { const b = Buffer.from(good); const at = 22 + b.readUInt32LE(10) + 2; b[at] ^= 0x20; return b; })()],
   ];
   for (const [what, bad] of corruptions) {
     writeFileSync(file, bad);

@@ -5,9 +5,9 @@
  * creates of one name cannot both win. Ids are 64 hex; any unique prefix resolves.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BerthError, ConfigError, NotFoundError } from '../errors.js';
+import { randomBytes, randomHex } from '../linux/random.js';
 import type { RestartPolicy } from './monitor.js';
 
 export type ContainerStatus = 'created' | 'running' | 'exited';
@@ -69,14 +69,15 @@ export class ContainerStore {
 
   containerDir(id: string): string { return join(this.dir, id); }
 
-  static newId(): string { return randomBytes(32).toString('hex'); }
+  static newId(): string { return randomHex(32); }
 
   generateName(): string {
     for (let i = 0; i < 50; i++) {
-      const n = `${ADJ[randomBytes(1)[0] % ADJ.length]}_${NOUN[randomBytes(1)[0] % NOUN.length]}${i > 10 ? randomBytes(2).toString('hex') : ''}`;
+      const r = randomBytes(4);
+      const n = `${ADJ[r[0] % ADJ.length]}_${NOUN[r[1] % NOUN.length]}${i > 10 ? r.subarray(2).toString('hex') : ''}`;
       if (!this.nameTaken(n)) return n;
     }
-    return `berth_${randomBytes(4).toString('hex')}`;
+    return `berth_${randomHex(4)}`;
   }
 
   nameTaken(name: string): boolean {
@@ -106,7 +107,7 @@ export class ContainerStore {
     const d = this.containerDir(rec.id);
     mkdirSync(d, { recursive: true, mode: 0o711 });
     const final = join(d, 'container.json');
-    const tmp = `${final}.${process.pid}.${randomBytes(3).toString('hex')}.tmp`;
+    const tmp = `${final}.${process.pid}.${randomHex(3)}.tmp`;
     writeFileSync(tmp, JSON.stringify(rec, null, 2));
     renameSync(tmp, final);
   }

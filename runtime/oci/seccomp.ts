@@ -19,7 +19,6 @@
  * file means compiling again and rewriting it. A disk hit loads neither koffi nor libseccomp.
  */
 import fs from 'node:fs';
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { LibraryHandle } from 'koffi';
@@ -234,11 +233,11 @@ export function compileSeccomp(profile: Seccomp, opts: CompileOptions = {}): Com
   }
   const hit = key === null ? undefined : cache.get(key);
   if (hit) return copyOf(hit);
-  const file = key === null ? null : diskCacheFile(key);
-  let out = file ? readCacheFile(file) : null;
+  const disk = key === null ? null : diskCacheFile(key);
+  let out = disk ? readCacheFile(disk.file, disk.key) : null;
   if (!out) {
     out = compileUncached(profile, opts.path ?? 'linux.seccomp');
-    if (file) writeCacheFile(file, out);
+    if (disk) writeCacheFile(disk.file, disk.key, out);
   }
   if (key !== null) {
     if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string);
@@ -260,8 +259,30 @@ const cache = new Map<string, CompiledSeccomp>();
 export const COMPILER_VERSION = 1;
 /** BPF_MAXINSNS: the kernel refuses longer classic-BPF programs. */
 const MAX_INSNS = 4096;
-const MAGIC = Buffer.from('berthbpf1\n');
-const HEADER = MAGIC.length + 8; // magic, u32 program length, u32 meta length (LE)
+/**
+ * A cache file: MAGIC, then u32 LE lengths of the key, the meta JSON and the program, then those
+ * three. The key is the whole string the file name is a hash of (compiler version, arch,
+ * libseccomp identity, profile JSON): a hit compares it byte for byte, so the name's hash needs
+ * no collision resistance, and no digest (node:crypto, ~2 ms to load) is on the run path.
+ */
+const MAGIC = Buffer.from('berthbpf2\n');
+const HEADER = MAGIC.length + 12;
+
+/**
+ * 64 bits (16 hex digits) of two 32-bit multiplicative hashes: a file name for a key and a check
+ * on a program's bytes (against a torn or damaged file; the key comparison makes a hit exact).
+ */
+export function hash64(data: Uint8Array): string {
+  let a = 0x811c9dc5, b = 0x9e3779b9 ^ data.length;
+  for (let i = 0; i < data.length; i++) {
+    a = Math.imul(a ^ data[i], 0x01000193);
+    b = Math.imul(b ^ data[i], 0x5bd1e995);
+    b ^= b >>> 13;
+  }
+  a = Math.imul(a ^ (a >>> 16), 0x85ebca6b);
+  b = Math.imul(b ^ (b >>> 15), 0xc2b2ae35);
+  return (a >>> 0).toString(16).padStart(8, '0') + ((b ^ (b >>> 16)) >>> 0).toString(16).padStart(8, '0');
+}
 
 let cacheDir: string | null = null;
 let libIdentity: string | null | undefined;
@@ -276,7 +297,7 @@ export function setSeccompCacheDir(dir: string | null): void {
 
 /** The cache file for a profile, or null when the disk cache is off or libseccomp not found. */
 export function seccompCacheFile(profileJson: string): string | null {
-  return diskCacheFile(profileJson);
+  return diskCacheFile(profileJson)?.file ?? null;
 }
 
 /**
@@ -301,29 +322,35 @@ function libseccompIdentity(): string | null {
   return libIdentity;
 }
 
-function diskCacheFile(profileJson: string): string | null {
+function diskCacheKey(profileJson: string): Buffer | null {
   if (!cacheDir) return null;
   const lib = libseccompIdentity();
   if (!lib) return null;
-  const h = createHash('sha256').update(`${COMPILER_VERSION}\0${process.arch}\0${lib}\0${profileJson}`).digest('hex');
-  return join(cacheDir, `${h}.bpf`);
+  return Buffer.from(`${COMPILER_VERSION}\0${process.arch}\0${lib}\0${profileJson}`, 'utf8');
 }
 
-interface CacheMeta { flags: number; skipped: string[]; sha256: string }
+function diskCacheFile(profileJson: string): { file: string; key: Buffer } | null {
+  const key = diskCacheKey(profileJson);
+  return key && cacheDir ? { file: join(cacheDir, `${hash64(key)}.bpf`), key } : null;
+}
 
-/** A cached program, or null when the file is missing or anything about it is wrong. */
-function readCacheFile(file: string): CompiledSeccomp | null {
+interface CacheMeta { flags: number; skipped: string[]; check: string }
+
+/** A cached program, or null when the file is missing, is for another key, or anything about it is wrong. */
+function readCacheFile(file: string, key: Buffer): CompiledSeccomp | null {
   let buf: Buffer;
   try { buf = fs.readFileSync(file); } catch { return null; }
   try {
     if (buf.length < HEADER || !buf.subarray(0, MAGIC.length).equals(MAGIC)) return null;
-    const progLen = buf.readUInt32LE(MAGIC.length);
+    const keyLen = buf.readUInt32LE(MAGIC.length);
     const metaLen = buf.readUInt32LE(MAGIC.length + 4);
-    if (progLen === 0 || progLen % 8 !== 0 || progLen / 8 > MAX_INSNS || buf.length !== HEADER + metaLen + progLen) return null;
-    const meta = JSON.parse(buf.subarray(HEADER, HEADER + metaLen).toString('utf8')) as CacheMeta;
-    const program = Buffer.from(buf.subarray(HEADER + metaLen));
+    const progLen = buf.readUInt32LE(MAGIC.length + 8);
+    if (progLen === 0 || progLen % 8 !== 0 || progLen / 8 > MAX_INSNS || buf.length !== HEADER + keyLen + metaLen + progLen) return null;
+    if (!buf.subarray(HEADER, HEADER + keyLen).equals(key)) return null;
+    const meta = JSON.parse(buf.subarray(HEADER + keyLen, HEADER + keyLen + metaLen).toString('utf8')) as CacheMeta;
+    const program = Buffer.from(buf.subarray(HEADER + keyLen + metaLen));
     if (!Number.isInteger(meta.flags) || meta.flags < 0 || !Array.isArray(meta.skipped) || meta.skipped.some((n) => typeof n !== 'string')) return null;
-    if (createHash('sha256').update(program).digest('hex') !== meta.sha256) return null;
+    if (hash64(program) !== meta.check) return null;
     return { program, flags: meta.flags, skipped: [...meta.skipped] };
   } catch {
     return null;
@@ -331,17 +358,18 @@ function readCacheFile(file: string): CompiledSeccomp | null {
 }
 
 /** Write a cache file atomically (tmp + rename); a failure only means no cache next time. */
-function writeCacheFile(file: string, c: CompiledSeccomp): void {
+function writeCacheFile(file: string, key: Buffer, c: CompiledSeccomp): void {
   if (c.program.length / 8 > MAX_INSNS) return;
-  const meta = Buffer.from(JSON.stringify({ flags: c.flags, skipped: c.skipped, sha256: createHash('sha256').update(c.program).digest('hex') } satisfies CacheMeta));
+  const meta = Buffer.from(JSON.stringify({ flags: c.flags, skipped: c.skipped, check: hash64(c.program) } satisfies CacheMeta));
   const head = Buffer.alloc(HEADER);
   MAGIC.copy(head);
-  head.writeUInt32LE(c.program.length, MAGIC.length);
+  head.writeUInt32LE(key.length, MAGIC.length);
   head.writeUInt32LE(meta.length, MAGIC.length + 4);
+  head.writeUInt32LE(c.program.length, MAGIC.length + 8);
   const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`;
   try {
     fs.mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
-    fs.writeFileSync(tmp, Buffer.concat([head, meta, c.program]), { mode: 0o600 });
+    fs.writeFileSync(tmp, Buffer.concat([head, key, meta, c.program]), { mode: 0o600 });
     fs.renameSync(tmp, file);
   } catch {
     try { fs.rmSync(tmp, { force: true }); } catch { /* never written */ }
