@@ -28,6 +28,11 @@
  *   fsFlags(fd, set, flags: Int32Array[1])                 ioctl FS_IOC_GETFLAGS (set 0) / FS_IOC_SETFLAGS (set 1)
  *   unshare(flags) / setns(fd, nstype)                     unshare(2) / setns(2) of the calling thread
  *   loopbackUp()                                           lo IFF_UP in the calling thread's netns (SIOCSIFFLAGS)
+ *   spawnDetached(path, argv: Buffer, fds: Int32Array)     posix_spawn (vfork-like: no copy of Node's page
+ *                                                          tables) in a new session, signals default and
+ *                                                          unblocked; argv is NUL-terminated strings back to
+ *                                                          back; the child's fd i is fds[i] (-1: /dev/null),
+ *                                                          each fds[i] >= fds.length; returns the pid
  *
  * The Node-API declarations are written out here (they are a stable C ABI, resolved from the
  * node binary at load time), so building needs no Node headers.
@@ -35,11 +40,14 @@
 #include "spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/fs.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -372,6 +380,58 @@ static napi_value js_loopback_up(napi_env env, napi_callback_info info)
 	return ret(env, -e);
 }
 
+extern char **environ;
+
+static napi_value js_spawn_detached(napi_env env, napi_callback_info info)
+{
+	struct args a;
+	char path[4096];
+	void *argbuf;
+	size_t arglen, nfds;
+	int32_t *fds;
+	if (get_args(env, info, &a, 3) || arg_str(&a, 0, path, sizeof path) || arg_buf(&a, 1, &argbuf, &arglen) ||
+	    arg_i32s(&a, 2, &fds, &nfds) || nfds > 64 || arglen == 0 || ((char *)argbuf)[arglen - 1] != '\0')
+		return ret(env, -EINVAL);
+	for (size_t i = 0; i < nfds; i++)
+		if (fds[i] >= 0 && (size_t)fds[i] < nfds) return ret(env, -EINVAL); /* would be overwritten before its dup2 */
+	size_t argc = 0;
+	for (size_t i = 0; i < arglen; i++) argc += ((char *)argbuf)[i] == '\0';
+	char *strs = malloc(arglen);
+	char **argv = calloc(argc + 1, sizeof *argv);
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	int rc = ENOMEM, have_fa = 0, have_at = 0;
+	if (!strs || !argv) goto out;
+	memcpy(strs, argbuf, arglen);
+	for (size_t i = 0, k = 0; i < arglen; k++) {
+		argv[k] = strs + i;
+		i += strlen(strs + i) + 1;
+	}
+	if ((rc = posix_spawn_file_actions_init(&fa))) goto out;
+	have_fa = 1;
+	for (size_t i = 0; i < nfds && !rc; i++)
+		rc = fds[i] < 0 ? posix_spawn_file_actions_addopen(&fa, (int)i, "/dev/null", O_RDWR, 0)
+				: posix_spawn_file_actions_adddup2(&fa, fds[i], (int)i);
+	if (rc) goto out;
+	if ((rc = posix_spawnattr_init(&at))) goto out;
+	have_at = 1;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	if ((rc = posix_spawnattr_setsigmask(&at, &none)) || (rc = posix_spawnattr_setsigdefault(&at, &all)) ||
+	    (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)))
+		goto out;
+	pid_t pid;
+	rc = posix_spawn(&pid, path, &fa, &at, argv, environ);
+	if (!rc) rc = -(int)pid; /* success: -rc below is the pid; failure: -rc is -errno */
+out:
+	if (have_at) posix_spawnattr_destroy(&at);
+	if (have_fa) posix_spawn_file_actions_destroy(&fa);
+	free(argv);
+	free(strs);
+	return ret(env, -rc);
+}
+
 static const struct { const char *name; napi_callback fn; } FUNCS[] = {
 	{ "spawn", js_spawn }, { "syncSend", js_sync_send }, { "sendFd", js_send_fd }, { "recvFd", js_recv_fd },
 	{ "socketpair", js_socketpair }, { "unixConnectSendFd", js_unix_connect_send_fd }, { "mknod", js_mknod },
@@ -379,7 +439,7 @@ static const struct { const char *name; napi_callback fn; } FUNCS[] = {
 	{ "waitpid", js_waitpid }, { "zygoteSocketpair", js_zygote_socketpair }, { "zygoteSpawn", js_zygote_spawn },
 	{ "zygoteSend", js_zygote_send }, { "zygoteRecv", js_zygote_recv }, { "mount", js_mount }, { "umount2", js_umount2 },
 	{ "lsetxattr", js_lsetxattr }, { "fsFlags", js_fs_flags }, { "unshare", js_unshare }, { "setns", js_setns },
-	{ "loopbackUp", js_loopback_up },
+	{ "loopbackUp", js_loopback_up }, { "spawnDetached", js_spawn_detached },
 };
 
 __attribute__((visibility("default"))) int32_t node_api_module_get_api_version_v1(void) { return 1; }

@@ -38,6 +38,8 @@ export interface Addon {
   setns?: (fd: number, nstype: number) => number;
   /** Bring lo up in the calling thread's network namespace. */
   loopbackUp?: () => number;
+  /** posix_spawn in a new session (protocol in native/napi.c): the pid, or -errno. */
+  spawnDetached?: (path: string, argv: Buffer, fds: Int32Array) => number;
 }
 
 let addonCache: Addon | null | undefined;
