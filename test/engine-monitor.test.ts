@@ -237,6 +237,29 @@ t.test('a failing create reports the runtime\'s error and leaves nothing', async
   tt.match(readExitStatus(bx.opts.exitFile)?.error ?? '', /create/, 'exit record names the failure');
 });
 
+t.test('the monitor runs in its own session, on /dev/null, and is reaped; a missing binary is a clear error; no fd leaks', async (tt) => {
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  const bx = box(tt, ['sleep', '100']);
+  const h = await startMonitor(bx.opts);
+  const stat = readFileSync(`/proc/${h.monitorPid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  tt.equal(Number(f[3]), h.monitorPid, 'session leader (setsid)');
+  tt.equal(Number(f[1]), process.pid, 'our child');
+  const theirFds = readdirSync(`/proc/${h.monitorPid}/fd`).map(Number).filter((n) => n <= 2).length;
+  tt.equal(theirFds, 3, 'stdio 0-2 present (on /dev/null)');
+  tt.equal(readFileSync(`/proc/${h.monitorPid}/fd/0`, 'utf8'), '', 'stdin is /dev/null');
+  execFileSync(RUNTIME, ['--root', bx.root, 'kill', bx.id, 'KILL']);
+  await waitForExit(bx.opts.exitFile, h.monitorPid);
+  tt.notOk(existsSync(`/proc/${h.monitorPid}`), 'the exited monitor was reaped, not left a zombie');
+  tt.equal(fds(), before, 'no fd of ours left open');
+
+  const missing = await startMonitor({ ...bx.opts, id: `${bx.id}-x`, monitorPath: '/no/such/berth-monitor' }).then(() => null, (e: unknown) => e);
+  tt.type(missing, MonitorError);
+  tt.match((missing as Error).message, /cannot run \/no\/such\/berth-monitor.*ENOENT/, 'names the binary and the errno');
+  tt.equal(fds(), before, 'and leaks no fd');
+});
+
 t.test('bad options are refused before spawning', async (tt) => {
   const base = { runtime: RUNTIME, id: 'berth-x', bundle: '/tmp', exitFile: '/tmp/x' };
   await tt.rejects(startMonitor({ ...base, bundle: 'rel' }), /bundle: must be an absolute path/);
