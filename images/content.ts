@@ -473,7 +473,8 @@ export class ContentStore {
       if (this.fsync) await fh.datasync();
       await fh.close(); closed = true;
       await rename(partial, this.path(digest));
-      await rm(sidecar, { force: true });
+      // unlink, not rm: fs.promises.rm walks the path like rm -r (an lstat on the main thread)
+      await unlink(sidecar).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
       return { digest, size, path: this.path(digest), fetched, resumedFrom };
     } finally {
       if (!closed) await fh.close().catch(() => undefined);

@@ -1,5 +1,5 @@
 /**
- * Registry client (OCI distribution-spec / Docker registry v2) on Node's fetch.
+ * Registry client (OCI distribution-spec / Docker registry v2) on node:http(s) (./http.ts).
  *
  * - Transport: https by default; plain http only for loopback hosts and hosts in `insecure`
  *   (those are probed with https first, as docker does, and fall back to http).
@@ -22,6 +22,7 @@ import { sha256Digest } from '../content.js';
 import { formatScopes, parseScopes, parseWWWAuthenticate, repoScope, TokenCache, unionScopes, type Challenge } from './auth.js';
 import { loadCredentials, type Credentials } from './credentials.js';
 import { AuthError, ImageNotFoundError, parseErrorBody, RateLimitError, RegistryError } from './errors.js';
+import { request, type HttpHeaders, type HttpResponse, type RequestBody } from './http.js';
 import {
   backoffDelay, describeNetworkError, isRetryableNetworkError, parseRateLimit, parseRetryAfter, plainHttpAllowed,
   sleep, type RateLimitInfo,
@@ -58,18 +59,15 @@ export interface ManifestResult {
   mediaType: string;
   digest: string;
   bytes: Buffer;
-  headers: Headers;
+  headers: HttpHeaders;
 }
 
-export interface ManifestHead { mediaType: string; digest?: string; size?: number; headers: Headers }
+export interface ManifestHead { mediaType: string; digest?: string; size?: number; headers: HttpHeaders }
 
 export interface BlobOpen {
   /** The body as a Node stream (created on first access; use either body or chunks, not both). */
   body: Readable;
-  /**
-   * The same body read straight from fetch's stream, without the Node stream adapter (which costs
-   * ~50% more CPU per byte); destroy() cancels it.
-   */
+  /** The same body as an async iterable of chunks; destroy() cancels it. */
   chunks: AsyncIterable<Uint8Array> & { destroy(): void };
   status: number;
   /** Total blob size (from Content-Length or Content-Range), when the server said. */
@@ -166,29 +164,20 @@ export class RegistryClient {
   }
 
   /** One HTTP exchange, following redirects by hand (Authorization stays on its origin). */
-  private async exchange(url: URL, init: { method: string; headers: Record<string, string>; body?: BodySource; follow: boolean; signal?: AbortSignal }, registryHost: string): Promise<{ res: Response; url: URL }> {
+  private async exchange(url: URL, init: { method: string; headers: Record<string, string>; body?: BodySource; follow: boolean; signal?: AbortSignal }, registryHost: string): Promise<{ res: HttpResponse; url: URL }> {
     let cur = url;
     let headers = { ...init.headers };
     const origin = url.origin;
     for (let hop = 0; ; hop++) {
       this.checkUrlAllowed(cur, registryHost);
-      const ac = new AbortController();
-      const timeoutMs = this.opts.timeoutMs ?? 30000;
-      const timer = setTimeout(() => ac.abort(Object.assign(new Error(`no response from ${cur.host} within ${timeoutMs} ms`), { name: 'TimeoutError' })), timeoutMs);
-      const signals = [ac.signal, init.signal, this.opts.signal].filter((s): s is AbortSignal => !!s);
-      let body: BodyInit | undefined;
-      if (init.body instanceof Uint8Array) body = init.body as BodyInit;
-      else if (init.body) body = init.body() as unknown as BodyInit;
-      let res: Response;
-      try {
-        res = await fetch(cur, {
-          method: init.method, headers, body, redirect: 'manual',
-          signal: signals.length > 1 ? AbortSignal.any(signals) : signals[0],
-          ...(body && !(init.body instanceof Uint8Array) ? { duplex: 'half' } : {}),
-        } as RequestInit);
-      } finally {
-        clearTimeout(timer);
-      }
+      const signals = [init.signal, this.opts.signal].filter((s): s is AbortSignal => !!s);
+      let body: RequestBody | undefined;
+      if (init.body instanceof Uint8Array) body = init.body;
+      else if (init.body) body = init.body();
+      const res = await request(cur, {
+        method: init.method, headers, body, timeoutMs: this.opts.timeoutMs ?? 30000,
+        signal: signals.length > 1 ? AbortSignal.any(signals) : signals[0],
+      });
       if (!init.follow || !REDIRECTS.has(res.status)) return { res, url: cur };
       const loc = res.headers.get('location');
       if (!loc) return { res, url: cur };
@@ -204,7 +193,7 @@ export class RegistryClient {
   }
 
   /** Send with auth, retries and rate-limit handling; returns the final response (any status but 401/429/5xx-after-retries). */
-  private async send(req: Req): Promise<Response> {
+  private async send(req: Req): Promise<HttpResponse> {
     const tries = this.tries;
     let attempt = 0;
     let authRounds = 0;
@@ -217,7 +206,7 @@ export class RegistryClient {
       const auth = await this.authorization(req.host, req.scope, req.repo ?? req.what);
       if (auth) headers.authorization = auth;
       lastAuth = auth;
-      let res: Response;
+      let res: HttpResponse;
       try {
         ({ res } = await this.exchange(url, { method: req.method, headers, body: req.body, follow: req.followRedirects ?? (req.method === 'GET' || req.method === 'HEAD'), signal: req.signal }, req.host));
       } catch (e) {
@@ -334,7 +323,7 @@ export class RegistryClient {
     const u = this.checkRealm(realm, host);
     const creds = this.credentialsFor(host);
     const scopeList = formatScopes(scopes);
-    let res: Response;
+    let res: HttpResponse;
     const tries = this.tries;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -377,7 +366,7 @@ export class RegistryClient {
     return token;
   }
 
-  private async fail(res: Response, req: Pick<Req, 'host' | 'what'>, notFound?: string): Promise<never> {
+  private async fail(res: HttpResponse, req: Pick<Req, 'host' | 'what'>, notFound?: string): Promise<never> {
     const text = await res.text().catch(() => '');
     const errors = parseErrorBody(text);
     if (res.status === 404 && notFound) throw new ImageNotFoundError(notFound);
@@ -391,7 +380,7 @@ export class RegistryClient {
   /** GET /v2/: which scheme answers and how the registry wants us to authenticate. */
   async ping(host: string): Promise<{ scheme: 'https' | 'http'; status: number; auth?: Challenge }> {
     const scheme = await this.scheme(host);
-    let res: Response;
+    let res: HttpResponse;
     try {
       ({ res } = await this.exchange(new URL(`${scheme}://${host}/v2/`), { method: 'GET', headers: { 'user-agent': this.opts.userAgent ?? 'berth/0.1' }, follow: true }, host));
     } catch (e) {
@@ -414,7 +403,8 @@ export class RegistryClient {
   async login(host: string): Promise<void> {
     const p = await this.ping(host);
     if (p.status === 200) return;
-    await this.send({ host, method: 'GET', path: '/v2/', what: `log in to ${host}`, repo: host });
+    const res = await this.send({ host, method: 'GET', path: '/v2/', what: `log in to ${host}`, repo: host });
+    await res.body.cancel().catch(() => undefined);
   }
 
   private manifestPath(ref: ImageReference, reference?: string): string {
@@ -492,14 +482,10 @@ export class RegistryClient {
       const len = res.headers.get('content-length');
       if (len !== null) size = Number(len);
     }
-    const web = res.body as import('node:stream/web').ReadableStream<Uint8Array> | null;
-    let body: Readable | null = null;
+    const body = res.body;
     return {
-      get body(): Readable {
-        body ??= web ? Readable.fromWeb(web) : Readable.from([]);
-        return body;
-      },
-      chunks: webChunks(web),
+      body: body.stream,
+      chunks: { destroy: () => { void body.cancel(); }, [Symbol.asyncIterator]: () => body[Symbol.asyncIterator]() },
       status: res.status, offset: start, ...(size !== undefined ? { size } : {}),
     };
   }
@@ -611,35 +597,6 @@ export class RegistryClient {
 
 function basicHeader(c: Credentials): string {
   return `Basic ${Buffer.from(`${c.username ?? ''}:${c.password ?? ''}`).toString('base64')}`;
-}
-
-/** Iterate a fetch body with its reader (cheaper than Readable.fromWeb); destroy() cancels it. */
-function webChunks(web: import('node:stream/web').ReadableStream<Uint8Array> | null): AsyncIterable<Uint8Array> & { destroy(): void } {
-  let reader: import('node:stream/web').ReadableStreamDefaultReader<Uint8Array> | null = null;
-  let done = false;
-  const cancel = () => {
-    if (done) return;
-    done = true;
-    if (reader) reader.cancel().catch(() => undefined);
-    else web?.cancel().catch(() => undefined);
-  };
-  return {
-    destroy: cancel,
-    async *[Symbol.asyncIterator]() {
-      if (!web || done) return;
-      reader = web.getReader();
-      try {
-        for (;;) {
-          const r = await reader.read();
-          if (r.done) { done = true; return; }
-          yield r.value;
-        }
-      } finally {
-        if (!done) cancel();
-        else reader.releaseLock();
-      }
-    },
-  };
 }
 
 /** Whether host[:port] (default port 443) completes a TLS handshake within timeoutMs. */

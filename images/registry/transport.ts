@@ -81,7 +81,7 @@ export interface RateLimitInfo {
 }
 
 /** ratelimit-limit: "100;w=21600", ratelimit-remaining: "76;w=21600". */
-export function parseRateLimit(host: string, headers: Headers): RateLimitInfo | undefined {
+export function parseRateLimit(host: string, headers: { get(name: string): string | null }): RateLimitInfo | undefined {
   const lim = headers.get('ratelimit-limit');
   const rem = headers.get('ratelimit-remaining');
   if (!lim && !rem) return undefined;
