@@ -15,7 +15,7 @@
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { rmSync } from 'node:fs';
-import { lazyModules, loadEsbuild, writeInputs } from './bundle-common.mjs';
+import { directBuiltins, lazyModules, loadEsbuild, writeInputs } from './bundle-common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist/berth-oci.cjs');
@@ -32,7 +32,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyModules(root, ['koffi'])],
+  plugins: [lazyModules(root, ['koffi']), directBuiltins()],
   define: { 'import.meta.url': '__bundle_url' },
   // 'use strict' first: esbuild's own directive lands after the banner, where it is no directive.
   banner: { js: "'use strict';\nconst __bundle_url = require('node:url').pathToFileURL(__filename).href;" },

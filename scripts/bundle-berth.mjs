@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join, relative, resolve } from 'node:path';
 import { readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { lazyModules, loadEsbuild, writeInputs } from './bundle-common.mjs';
+import { directBuiltins, lazyModules, loadEsbuild, writeInputs } from './bundle-common.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 // --outdir DIR: write berth.cjs and berth.inputs.json there instead of dist/ (test/cli-bundle.test.ts).
@@ -36,10 +36,10 @@ if (!esbuild) process.exit(0);
  * Modules that `berth run` with the image present does not use (koffi: only as a fallback, or
  * late), loaded at their first use (lazy shims, scripts/bundle-common.mjs): tar-stream (~4 ms) is
  * for pull/save/load/export, zlib and worker_threads for layer unpacking, crypto (~2 ms to load)
- * for digests; perf_hooks only for BERTH_TRACE. An import() of one stays a real (lazy) load
+ * for digests, http and https (~4 ms with tls) for registries; perf_hooks only for BERTH_TRACE. An import() of one stays a real (lazy) load
  * through dynamicExternals below.
  */
-const LAZY = ['koffi', 'tar-stream', 'node:zlib', 'node:crypto', 'node:worker_threads', 'node:perf_hooks'];
+const LAZY = ['koffi', 'tar-stream', 'node:zlib', 'node:crypto', 'node:worker_threads', 'node:perf_hooks', 'node:http', 'node:https'];
 
 /**
  * commander, and better-sqlite3's JavaScript (~12 small modules: 3-6 ms to resolve and compile
@@ -117,7 +117,7 @@ const result = await esbuild.build({
   format: 'cjs',
   target: 'node20',
   packages: 'external',
-  plugins: [lazyModules(root, LAZY, ['lazy-module', 'dynamic-external']), bundledPackages, dynamicExternals, importMeta],
+  plugins: [lazyModules(root, LAZY, ['lazy-module', 'dynamic-external']), directBuiltins(LAZY), bundledPackages, dynamicExternals, importMeta],
   banner: { js: banner },
   legalComments: 'none',
   // No comments or indentation: a third less to read and hash on every call. Names stay (stack
@@ -150,7 +150,7 @@ const worker = await esbuild.build({
   platform: 'node',
   format: 'cjs',
   target: 'node20',
-  plugins: [lazyModules(root, ['koffi']), importMeta],
+  plugins: [lazyModules(root, ['koffi']), directBuiltins(), importMeta],
   banner: { js: banner },
   legalComments: 'none',
   minifyWhitespace: true,

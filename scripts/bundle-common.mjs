@@ -63,3 +63,36 @@ export function writeInputs(result, root, outdir, name, cwd = root) {
   }
   writeFileSync(join(outdir, `${name}.inputs.json`), `${JSON.stringify(inputs)}\n`);
 }
+
+const RESERVED = new Set(['default', '__esModule', 'delete', 'new', 'function', 'class', 'import', 'export', 'in', 'instanceof', 'typeof', 'void', 'with', 'yield', 'await', 'enum', 'let', 'static']);
+
+/**
+ * Node built-ins imported as ES modules: a default (`import fs from 'node:fs'`) or namespace
+ * import of a CommonJS module makes esbuild copy all its properties into a fresh object at every
+ * importing module (__toESM: for node:fs imported by a dozen modules, over a thousand property
+ * definitions at start-up). Resolved instead to a small ES module that requires the built-in
+ * once and exports it as default and under each of its names (taken at build time), so every
+ * importer links to the same bindings. `except` are left alone (the lazy ones).
+ */
+export function directBuiltins(except = []) {
+  const skip = new Set(except);
+  const req = createRequire(import.meta.url);
+  return {
+    name: 'direct-builtins',
+    setup(build) {
+      build.onResolve({ filter: /^node:/ }, (args) => {
+        if (args.namespace === 'builtin-esm') return { path: args.path, external: true };
+        // only import statements: require() in bundled packages keeps its own semantics
+        if (args.kind !== 'import-statement' || skip.has(args.path) || args.path === 'node:process') return undefined;
+        return { path: args.path, namespace: 'builtin-esm' };
+      });
+      build.onLoad({ filter: /.*/, namespace: 'builtin-esm' }, (args) => {
+        const names = Object.keys(req(args.path)).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && !RESERVED.has(k));
+        return {
+          loader: 'js',
+          contents: `const m = require(${JSON.stringify(args.path)});\nexport default m;\nexport const { ${names.join(', ')} } = m;\n`,
+        };
+      });
+    },
+  };
+}

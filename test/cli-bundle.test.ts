@@ -106,6 +106,7 @@ t.test('the bundle is one ASCII CommonJS file and lists its sources', async (t) 
   const src = bytes.toString('latin1');
   t.match(src, /^'use strict';/, 'strict mode, as the ES modules it comes from');
   t.notMatch(src, /require\("(commander|better-sqlite3|\.\/)/, 'commander, better-sqlite3\'s JavaScript and all of berth inside, no relative requires');
+  t.notMatch(src, /__toESM\(require\("node:/, 'built-ins are linked once, not copied into each importing module');
   const inputs = JSON.parse(readFileSync(join(pkg, 'dist/berth.inputs.json'), 'utf8')) as Record<string, number>;
   for (const f of ['runtime/cli/berth.ts', 'runtime/cli/containers-cmd.ts', 'runtime/engine/engine.ts', 'images/store.ts']) {
     t.type(inputs[f], 'number', `${f} listed with its mtime`);
@@ -143,6 +144,7 @@ t.test('the bundle runs, and writes and reuses a V8 code cache', async (t) => {
 
 /**
  * --require'd into the CLI and its worker threads: "KOFFI <thread>" when koffi is required,
+ * "BUILTIN <name>" when one of the Node built-ins the bundle loads lazily is required,
  * "WORKER <script>" when a worker loads its CommonJS script, and "LOADED [...]" (the modules in
  * require.cache) when the main thread exits.
  */
@@ -151,6 +153,7 @@ const Module = require('node:module');
 const load = Module._load;
 Module._load = function (request, parent, isMain) {
   if (request === 'koffi') process.stderr.write('KOFFI ' + (isMainThread ? 'main' : 'worker') + '\\n');
+  if (/^node:(crypto|http|https|tls|zlib|worker_threads)$/.test(request)) process.stderr.write('BUILTIN ' + request + '\\n');
   if (!isMainThread && isMain) process.stderr.write('WORKER ' + request + '\\n');
   return load.call(this, request, parent, isMain);
 };
@@ -210,6 +213,7 @@ t.test('pull, run, save and errors through the bundle', async (t) => {
   const again = await berth(['run', '--rm', '--network', 'none', ref, 'true'], { nodeArgs: ['--require', probeFile()] });
   t.equal(again.code, 0, again.stderr);
   t.notMatch(again.stderr, /KOFFI/, 'a `berth run` loads no koffi (berth.node has its calls)');
+  t.notMatch(again.stderr, /BUILTIN/, 'nor crypto, http(s), tls, zlib or worker_threads');
   const loaded = JSON.parse(/LOADED (.*)/.exec(again.stderr)?.[1] ?? '[]') as string[];
   t.ok(loaded.some((f) => f.endsWith('/better_sqlite3.node')), 'the image store opened, with better-sqlite3\'s addon');
   t.notOk(loaded.some((f) => /\/node_modules\/(bindings|better-sqlite3\/lib)\//.test(f)), 'found by its path, better-sqlite3\'s JavaScript from the bundle');

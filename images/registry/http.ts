@@ -53,10 +53,8 @@ export interface RequestInit {
   timeoutMs: number;
 }
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true }),
-  'https:': new https.Agent({ keepAlive: true }),
-};
+/** Keep-alive agents, made at the first request (node:http and node:https load lazily in the CLI bundle). */
+let agents: { 'http:': http.Agent; 'https:': https.Agent } | null = null;
 
 class NodeHeaders implements HttpHeaders {
   constructor(private readonly raw: http.IncomingHttpHeaders) {}
@@ -96,6 +94,7 @@ export function request(url: URL, init: RequestInit): Promise<HttpResponse> {
   return new Promise<HttpResponse>((resolve, reject) => {
     const headers: Record<string, string> = { ...init.headers };
     if (init.body instanceof Uint8Array) headers['content-length'] = String(init.body.length);
+    agents ??= { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
     const req = proto.request(url, { method: init.method, headers, agent: agents[url.protocol as 'http:' | 'https:'] });
     let res: http.IncomingMessage | null = null;
     const fail = (e: unknown) => {
