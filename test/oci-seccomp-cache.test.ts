@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startRegistry, type TestRegistry } from './fixtures/registry.js';
 import { baseImage, pushTestImage } from './fixtures/images.js';
-import { compileSeccomp } from '../runtime/oci/seccomp.js';
+import { compileSeccomp, hash64, hash64js } from '../runtime/oci/seccomp.js';
 import { defaultSeccompProfile } from '../runtime/oci/seccomp-default.js';
 import { runBerthCli, type CliResult } from './helpers/engine-cli.js';
 
@@ -161,4 +161,13 @@ t.test('berth run: unshare(CLONE_NEWUSER) is refused with a cold, warm and corru
   const ok = await berth(['run', '--rm', '--network', 'none', img, 'sh', '-c', 'echo fine']);
   t.equal(ok.code, 0, ok.stderr);
   t.equal(ok.stdout, 'fine\n', 'ordinary syscalls still allowed under the cached program');
+});
+
+t.test('the cache name hash: berth.node and the JavaScript fallback agree, so either finds the other\'s files', async (t) => {
+  for (const n of [0, 1, 3, 4, 7, 64, 1000, 40_003]) {
+    const b = randomBytes(n);
+    t.equal(hash64(b), hash64js(b), `${n} bytes`);
+    t.match(hash64(b), /^[0-9a-f]{16}$/);
+  }
+  t.not(hash64(Buffer.from('a')), hash64(Buffer.from('b')), 'different input, different hash');
 });

@@ -40,6 +40,8 @@ export interface Addon {
   loopbackUp?: () => number;
   /** posix_spawn in a new session (protocol in native/napi.c): the pid, or -errno. */
   spawnDetached?: (path: string, argv: Buffer, fds: Int32Array) => number;
+  /** runtime/oci/seccomp.ts's hash64 lanes into out[0], out[1]. */
+  hash64?: (data: Uint8Array, out: Int32Array) => number;
 }
 
 let addonCache: Addon | null | undefined;
