@@ -14,7 +14,7 @@
  * file, with stale-lock detection by pid).
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -150,7 +150,12 @@ export class ContentStore {
   }
 
   async readBytes(digest: string): Promise<Buffer> {
-    try { return await readFile(this.path(digest)); } catch (e) {
+    try {
+      // configs and manifests (a few KB, on every `berth run`) synchronously: no fs/promises to
+      // load and no threadpool round trip; anything large on the threadpool
+      const p = this.path(digest);
+      return statSync(p).size <= SMALL_BLOB ? readFileSync(p) : await readFile(p);
+    } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(digest);
       throw e;
     }
@@ -487,6 +492,9 @@ async function hashFile(p: string): Promise<string> {
   for await (const c of createReadStream(p)) h.update(c as Buffer);
   return `sha256:${h.digest('hex')}`;
 }
+
+/** Blobs readBytes reads synchronously. */
+const SMALL_BLOB = 1 << 20;
 
 /** Bytes of a download gathered before one write. */
 const WRITE_BATCH = 1 << 20;

@@ -72,7 +72,8 @@ const RESERVED = new Set(['default', '__esModule', 'delete', 'new', 'function', 
  * importing module (__toESM: for node:fs imported by a dozen modules, over a thousand property
  * definitions at start-up). Resolved instead to a small ES module that requires the built-in
  * once and exports it as default and under each of its names (taken at build time), so every
- * importer links to the same bindings. `except` are left alone (the lazy ones).
+ * importer links to the same bindings. `except` are left alone (the lazy ones). Accessor
+ * properties are only on the default export (a named import of one fails the build).
  */
 export function directBuiltins(except = []) {
   const skip = new Set(except);
@@ -87,7 +88,10 @@ export function directBuiltins(except = []) {
         return { path: args.path, namespace: 'builtin-esm' };
       });
       build.onLoad({ filter: /.*/, namespace: 'builtin-esm' }, (args) => {
-        const names = Object.keys(req(args.path)).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && !RESERVED.has(k));
+        const mod = req(args.path);
+        // Accessors (fs.promises loads internal/fs/promises and readline) stay on the default
+        // export, read when used: a named export would read them at start-up.
+        const names = Object.keys(mod).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && !RESERVED.has(k) && !Object.getOwnPropertyDescriptor(mod, k)?.get);
         return {
           loader: 'js',
           contents: `const m = require(${JSON.stringify(args.path)});\nexport default m;\nexport const { ${names.join(', ')} } = m;\n`,

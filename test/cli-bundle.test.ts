@@ -153,7 +153,7 @@ const Module = require('node:module');
 const load = Module._load;
 Module._load = function (request, parent, isMain) {
   if (request === 'koffi') process.stderr.write('KOFFI ' + (isMainThread ? 'main' : 'worker') + '\\n');
-  if (/^node:(crypto|http|https|tls|zlib|worker_threads)$/.test(request)) process.stderr.write('BUILTIN ' + request + '\\n');
+  if (/^node:(crypto|http|https|tls|zlib|worker_threads|child_process|fs\\/promises)$/.test(request)) process.stderr.write('BUILTIN ' + request + '\\n');
   if (!isMainThread && isMain) process.stderr.write('WORKER ' + request + '\\n');
   return load.call(this, request, parent, isMain);
 };
@@ -213,7 +213,7 @@ t.test('pull, run, save and errors through the bundle', async (t) => {
   const again = await berth(['run', '--rm', '--network', 'none', ref, 'true'], { nodeArgs: ['--require', probeFile()] });
   t.equal(again.code, 0, again.stderr);
   t.notMatch(again.stderr, /KOFFI/, 'a `berth run` loads no koffi (berth.node has its calls)');
-  t.notMatch(again.stderr, /BUILTIN/, 'nor crypto, http(s), tls, zlib or worker_threads');
+  t.notMatch(again.stderr, /BUILTIN/, 'nor crypto, http(s), tls, zlib, worker_threads, child_process or fs/promises');
   const loaded = JSON.parse(/LOADED (.*)/.exec(again.stderr)?.[1] ?? '[]') as string[];
   t.ok(loaded.some((f) => f.endsWith('/better_sqlite3.node')), 'the image store opened, with better-sqlite3\'s addon');
   t.notOk(loaded.some((f) => /\/node_modules\/(bindings|better-sqlite3\/lib)\//.test(f)), 'found by its path, better-sqlite3\'s JavaScript from the bundle');
