@@ -92,6 +92,11 @@ t.test('create({ startSoon }): the network is set up during create, taken over b
     return veths();
   };
   const netnsFile = (id: string): string => join(state, 'netns', id.slice(0, 12));
+  /** Container cgroup directories under the test's parent, in every hierarchy (made ahead by create({ startSoon })). */
+  const cgroupsLeft = (): string[] => readdirSync('/sys/fs/cgroup').flatMap((h) => {
+    const p = join('/sys/fs/cgroup', h, cgParent);
+    try { return readdirSync(p, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => join(p, d.name)); } catch { return []; }
+  });
 
   // taken over by start
   const rec = await e.create({ image: IMG, startSoon: true, args: ['sh', '-c', 'ip -o addr show eth0 | grep -q "inet " && ip -o link show lo | grep -q UP'] });
@@ -109,10 +114,12 @@ t.test('create({ startSoon }): the network is set up during create, taken over b
   // removed without being started
   const idle = await e.create({ image: IMG, startSoon: true, args: ['true'] });
   t.ok(existsSync(netnsFile(idle.id)), 'netns made by create');
+  t.ok(cgroupsLeft().some((d) => d.endsWith(idle.id)), 'and its cgroup directories, made ahead for the start');
   await e.rm(idle.id);
   t.same(cniResults(), [], 'rm of an unstarted container: its early attachment is deleted');
   t.notOk(existsSync(netnsFile(idle.id)), 'and its netns file');
   t.equal(await vethsSoon(), '', 'and its veth (within 2 s)');
+  t.same(cgroupsLeft(), [], 'and the cgroup directories made for it');
 
   // create fails after the network was begun
   const before = readdirSync(join(root, 'containers')).filter((f) => !f.startsWith('.'));
@@ -124,4 +131,5 @@ t.test('create({ startSoon }): the network is set up during create, taken over b
   await t.rejects(e.create({ image: 'berth-no-such-image:latest', startSoon: true, pull: 'never' }), /not present locally/);
   t.same(cniResults(), [], 'a missing image: nothing left either');
   t.same(existsSync(join(state, 'netns')) ? readdirSync(join(state, 'netns')) : [], [], 'no netns file');
+  t.same(cgroupsLeft(), [], 'no cgroup directory left by the failed creates');
 });

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeEnv, type TestEnv } from './helpers/oci.js';
+import { cgroupDirOf, makeEnv, type TestEnv } from './helpers/oci.js';
 import { Runtime } from '../runtime/oci/runtime.js';
 
 t.setTimeout(120_000);
@@ -90,4 +90,33 @@ t.test('a second container joins a sandbox\'s namespaces; state survives the run
   await env.rt.wait(sandbox);
   t.equal(adopted.state(sandbox).status, 'stopped');
   await adopted.delete(sandbox);
+});
+
+t.test('cgroup directories made ahead (prepareCgroup): create takes them over; abandonCgroup removes them', async (t) => {
+  const dirsOf = (cgroupsPath: string) => [...new Set(Object.values(env.rt.cgroups.open(cgroupsPath).paths()))];
+  // made ahead, then a container: it runs in them, its cpuset is usable, delete removes them
+  const id = env.id('ahead');
+  const out = env.output();
+  const spec = env.spec(['/bin/sh', '-c', 'cat /proc/self/cgroup'], (s) => { s.linux!.resources = { pids: { limit: 42 } }; });
+  const path = spec.linux!.cgroupsPath!;
+  env.rt.prepareCgroup(path);
+  await env.rt.run(id, { bundle: env.bundle, spec, stdio: [-1, out.fd, out.fd] });
+  const rec = env.rt.load(id);
+  t.equal(readFileSync(join(cgroupDirOf(rec, 'pids'), 'pids.max'), 'utf8').trim(), '42', 'resources applied in the directories made ahead');
+  await env.rt.wait(id);
+  t.match(out.read(), new RegExp(path.split('/').pop()!), 'the init was in them');
+  await env.rt.delete(id);
+  t.same(dirsOf(path).filter((d) => existsSync(d)), [], 'delete removed them');
+  // made ahead for nothing: abandoned
+  const path2 = `${env.cgroupParent}/abandoned`;
+  env.rt.prepareCgroup(path2);
+  env.rt.prepareCgroup(path2); // twice: one set of directories
+  await env.rt.abandonCgroup(path2);
+  t.same(dirsOf(path2).filter((d) => existsSync(d)), [], 'abandonCgroup removed every directory it made');
+  await env.rt.abandonCgroup(path2); // and again: nothing to do
+  // made ahead, then a create that fails before the cgroup is used: nothing left
+  const bad = env.spec(['/bin/true'], (s) => { s.linux!.cgroupsPath = `${env.cgroupParent}/failing`; s.root = { path: 'no-such-rootfs' }; });
+  env.rt.prepareCgroup(bad.linux!.cgroupsPath!);
+  await t.rejects(env.rt.run(env.id('bad'), { bundle: env.bundle, spec: bad, stdio: [-1, -1, -1] }), 'create fails');
+  t.same(dirsOf(bad.linux!.cgroupsPath!).filter((d) => existsSync(d)), [], 'and the directories made ahead are gone');
 });

@@ -357,10 +357,15 @@ export class Engine {
     const id = ContainerStore.newId();
     const network = p.network === 'bridge' ? this.defaultNetworkName() : p.network;
     if (o.startSoon && network !== 'none' && network !== 'host' && p.ports.length === 0) this.beginNetwork(id, network, []);
+    // The in-process runtime makes the cgroup directories meanwhile (start follows at once; a
+    // container that fails later is torn down by cleanup, which removes its cgroup by path).
+    const precreate = !!o.startSoon && isBerthOci(this.runtimePath ?? defaultRuntimePath()) && process.env.BERTH_CLI_CREATE !== '1';
+    if (precreate) this.runtime.prepareCgroup(this.cgroupsPath(id));
     try {
       return await this.createContainer(o, p, id, network);
     } catch (e) {
       await this.dropEarlyNetwork(id, network);
+      if (precreate) await this.runtime.abandonCgroup(this.cgroupsPath(id)).catch(() => {});
       throw e;
     }
   }
@@ -709,6 +714,7 @@ export class Engine {
     // runtime state and the init process (the engine deletes in-process; or the monitor could not)
     try { await this.runtime.delete(rec.id, true); } catch { /* not there */ }
     trace('cleanup: runtime deleted');
+    await this.runtime.abandonCgroup(this.cgroupsPath(rec.id)).catch(() => {}); // made ahead for a create that never came
     try {
       const cg = detectCgroupDriver().open(this.cgroupsPath(rec.id));
       if (cg.exists()) await cg.destroy();
