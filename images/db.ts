@@ -127,8 +127,9 @@ function nativeBinding(): string | undefined {
   // The package's node_modules next to this module's tree (images/ or dist/images/), checked
   // directly (a require.resolve costs ~0.7 ms), then through resolution.
   const rel = 'node_modules/better-sqlite3/build/Release/better_sqlite3.node';
-  for (const up of ['../', '../../']) {
-    const p = fileURLToPath(new URL(up + rel, import.meta.url));
+  const here = import.meta.dirname ?? path.dirname(fileURLToPath(import.meta.url));
+  for (const up of ['..', '../..']) {
+    const p = path.join(here, up, rel);
     if (fs.existsSync(p)) return (binding = p);
   }
   try {

@@ -94,7 +94,8 @@ const importMeta = {
 
 /**
  * The banner: strict mode first (esbuild's own "use strict" comes after the banner, where it is no
- * directive), then __bundle_meta: import.meta for the module whose compiled file is dist/<rel>.
+ * directive), then __bundle_meta: import.meta for the module whose compiled file is dist/<rel>
+ * (its url made at first use: pathToFileURL costs ~0.4 ms cold, and most uses want dirname).
  * Its resolve() uses require's resolution, close to import.meta.resolve's for what berth resolves.
  */
 const banner = `'use strict';
@@ -103,7 +104,8 @@ const __bundle_meta = ((cache) => (rel) => {
   if (!m) {
     const { dirname, join } = require('node:path'), { pathToFileURL } = require('node:url');
     const filename = join(__dirname, rel);
-    m = { url: pathToFileURL(filename).href, filename, dirname: dirname(filename), resolve: (s) => pathToFileURL(require('node:module').createRequire(filename).resolve(s)).href };
+    let url;
+    m = { get url() { return (url ??= pathToFileURL(filename).href); }, filename, dirname: dirname(filename), resolve: (s) => pathToFileURL(require('node:module').createRequire(filename).resolve(s)).href };
     cache.set(rel, m);
   }
   return m;

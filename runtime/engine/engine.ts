@@ -118,7 +118,7 @@ export function trace(stage: string): void {
   if (TRACE) process.stderr.write(`[berth] ${performance.now().toFixed(1)} ms ${stage}\n`);
 }
 
-function here(): string { return dirname(fileURLToPath(import.meta.url)); }
+function here(): string { return import.meta.dirname ?? dirname(fileURLToPath(import.meta.url)); }
 
 function findUp(rels: string[]): string | null {
   for (const rel of rels) { const p = join(here(), rel); if (existsSync(p)) return p; }

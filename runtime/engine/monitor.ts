@@ -116,7 +116,7 @@ const RESTART_RE = /^(no|always|on-failure(:\d+)?)$/;
 export function monitorBinary(): string {
   const env = process.env.BERTH_MONITOR;
   if (env) return env;
-  const here = dirname(fileURLToPath(import.meta.url));
+  const here = import.meta.dirname ?? dirname(fileURLToPath(import.meta.url));
   for (const rel of ['../../native/build/berth-monitor', '../../../native/build/berth-monitor']) {
     const p = join(here, rel);
     if (existsSync(p)) return p;

@@ -48,7 +48,7 @@ let addonCache: Addon | null | undefined;
 
 /** Where a file of native/build may be, most specific first. */
 export function candidates(file: string): string[] {
-  const here = dirname(fileURLToPath(import.meta.url));
+  const here = import.meta.dirname ?? dirname(fileURLToPath(import.meta.url));
   return [resolve(here, '../../native/build', file), resolve(here, '../../../native/build', file), resolve(here, '../native/build', file)];
 }
 
