@@ -38,10 +38,10 @@ if (!esbuild) process.exit(0);
  * for pull/save/load/export, zlib and worker_threads for layer unpacking, crypto (~2 ms to load)
  * for digests, http and https (~4 ms with tls) for registries, child_process (CNI plugins, hooks,
  * other runtimes) and fs/promises (with readline, ~1 ms) where `run --network none` has no use
- * for them; perf_hooks only for BERTH_TRACE. An import() of one stays a real (lazy) load
+ * for them. An import() of one stays a real (lazy) load
  * through dynamicExternals below.
  */
-const LAZY = ['koffi', 'tar-stream', 'node:zlib', 'node:crypto', 'node:worker_threads', 'node:perf_hooks', 'node:http', 'node:https', 'node:child_process', 'node:fs/promises'];
+const LAZY = ['koffi', 'tar-stream', 'node:zlib', 'node:crypto', 'node:worker_threads', 'node:http', 'node:https', 'node:child_process', 'node:fs/promises'];
 
 /**
  * commander, and better-sqlite3's JavaScript (~12 small modules: 3-6 ms to resolve and compile

@@ -7,6 +7,8 @@ import { join, relative } from 'node:path';
 import { statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
+const RESERVED = new Set(['default', '__esModule', 'delete', 'new', 'function', 'class', 'import', 'export', 'in', 'instanceof', 'typeof', 'void', 'with', 'yield', 'await', 'enum', 'let', 'static']);
+
 /** esbuild, or null (with a note on stderr) when it is not installed. */
 export async function loadEsbuild(step, fallback) {
   try {
@@ -18,16 +20,17 @@ export async function loadEsbuild(step, fallback) {
 }
 
 /**
- * Modules loaded at their first use instead of when the bundle starts: each is replaced by a
- * CommonJS shim with one getter per export (named at build time from the real module), so
- * default, named and namespace imports all work and the real module is required only when one
- * of its exports is first read. `root` resolves the packages; the shim's own require() is a
- * plain require of the real module, and so is an import() of one (`direct` names the
- * namespaces whose imports pass through untouched).
+ * Modules loaded at their first use instead of when the bundle starts. Each is replaced by a
+ * small ES module (names taken from the real module at build time): its default export is one
+ * object with a getter per export, and each function export (classes too) is a wrapper that
+ * requires the real module when first called. Being an ES module, it is linked once, not copied
+ * into every importer as a CommonJS default import would be (__toESM). A named import of a
+ * non-function export fails the build ("No matching export"): use the default export for those.
+ * `root` resolves the packages; the shim's own require() is a plain require of the real module,
+ * and so is an import() of one (`direct` names the namespaces whose imports pass through).
  */
 export function lazyModules(root, modules, direct = ['lazy-module']) {
   const req = createRequire(join(root, 'package.json'));
-  const names = new Map(modules.map((m) => [m, Object.keys(req(m)).filter((k) => k !== 'default' && k !== '__esModule')]));
   const filter = new RegExp(`^(${modules.map((m) => m.replace(/[.:/-]/g, '\\$&')).join('|')})$`);
   const through = new Set(direct);
   return {
@@ -37,14 +40,22 @@ export function lazyModules(root, modules, direct = ['lazy-module']) {
         if (through.has(args.namespace)) return { path: args.path, external: true };
         return args.kind === 'dynamic-import' ? undefined : { path: args.path, namespace: 'lazy-module' };
       });
-      build.onLoad({ filter: /.*/, namespace: 'lazy-module' }, (args) => ({
-        loader: 'js',
-        contents: [
-          'let real;',
-          `const load = () => (real ??= require(${JSON.stringify(args.path)}));`,
-          `for (const k of ${JSON.stringify(names.get(args.path))}) Object.defineProperty(module.exports, k, { enumerable: true, get: () => load()[k] });`,
-        ].join('\n'),
-      }));
+      build.onLoad({ filter: /.*/, namespace: 'lazy-module' }, (args) => {
+        const mod = req(args.path);
+        const names = Object.keys(mod).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && !RESERVED.has(k));
+        const fns = names.filter((k) => typeof Object.getOwnPropertyDescriptor(mod, k)?.value === 'function');
+        return {
+          loader: 'js',
+          contents: [
+            'let __berthReal;',
+            `const __berthLoad = () => (__berthReal ??= require(${JSON.stringify(args.path)}));`,
+            'const __berthLazy = {};',
+            `for (const k of ${JSON.stringify(names)}) Object.defineProperty(__berthLazy, k, { enumerable: true, get: () => __berthLoad()[k] });`,
+            'export default __berthLazy;',
+            ...fns.map((k) => `export function ${k}(...a) { return new.target ? Reflect.construct(__berthLoad().${k}, a) : __berthLoad().${k}.apply(this, a); }`),
+          ].join('\n'),
+        };
+      });
     },
   };
 }
@@ -64,7 +75,6 @@ export function writeInputs(result, root, outdir, name, cwd = root) {
   writeFileSync(join(outdir, `${name}.inputs.json`), `${JSON.stringify(inputs)}\n`);
 }
 
-const RESERVED = new Set(['default', '__esModule', 'delete', 'new', 'function', 'class', 'import', 'export', 'in', 'instanceof', 'typeof', 'void', 'with', 'yield', 'await', 'enum', 'let', 'static']);
 
 /**
  * Node built-ins imported as ES modules: a default (`import fs from 'node:fs'`) or namespace

@@ -18,7 +18,6 @@ import type { ImageRecord } from '../../images/db.js';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { performance } from 'node:perf_hooks';
 import { BerthError, ConfigError, NotFoundError } from '../errors.js';
 import { ImageStore } from '../../images/store.js';
 import { parsePlatform } from '../../images/manifest.js';
@@ -113,7 +112,7 @@ export interface ExecOptions {
 const RESTART_RE = /^(no|always|unless-stopped|on-failure(:\d+)?)$/;
 
 const TRACE = process.env.BERTH_TRACE === '1';
-/** BERTH_TRACE=1: one stderr line per lifecycle stage, ms since the process started. */
+/** BERTH_TRACE=1: one stderr line per lifecycle stage, ms since the process started (the global performance, loaded on first use). */
 export function trace(stage: string): void {
   if (TRACE) process.stderr.write(`[berth] ${performance.now().toFixed(1)} ms ${stage}\n`);
 }
