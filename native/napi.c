@@ -217,13 +217,17 @@ static napi_value js_mknod(napi_env env, napi_callback_info info)
 	return ret(env, mknod(path, (mode_t)mode, makedev((unsigned)ma, (unsigned)mi)) < 0 ? -errno : 0);
 }
 
-static napi_value js_close(napi_env env, napi_callback_info info)
-{
-	struct args a;
-	int32_t fd;
-	if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &fd)) return ret(env, -EINVAL);
-	return ret(env, close(fd) < 0 ? -errno : 0);
-}
+/* A call taking one int and returning 0 or -1 with errno: a wrapper returning 0 or -errno. */
+#define INT_CALL(name, call)                                                                   \
+	static napi_value name(napi_env env, napi_callback_info info)                           \
+	{                                                                                       \
+		struct args a;                                                                  \
+		int32_t v;                                                                      \
+		if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &v)) return ret(env, -EINVAL); \
+		return ret(env, call(v) < 0 ? -errno : 0);                                      \
+	}
+
+INT_CALL(js_close, close)
 
 static napi_value js_pidfd_open(napi_env env, napi_callback_info info)
 {
@@ -348,13 +352,7 @@ static napi_value js_fs_flags(napi_env env, napi_callback_info info)
 	return ret(env, 0);
 }
 
-static napi_value js_unshare(napi_env env, napi_callback_info info)
-{
-	struct args a;
-	int32_t flags;
-	if (get_args(env, info, &a, 1) || arg_i32(&a, 0, &flags)) return ret(env, -EINVAL);
-	return ret(env, unshare(flags) < 0 ? -errno : 0);
-}
+INT_CALL(js_unshare, unshare)
 
 static napi_value js_setns(napi_env env, napi_callback_info info)
 {
