@@ -202,3 +202,34 @@ t.test('hosts and resolv.conf', async (tt) => {
   writeFileSync(join(d, 'host-resolv2'), 'nameserver 127.0.0.53\n');
   tt.same(writeResolvConf(join(d, 'r2'), join(d, 'host-resolv2')), ['8.8.8.8', '8.8.4.4'], 'loopback-only host falls back');
 });
+
+/**
+ * The exec protocol with stand-in plugins (shell scripts in a temp CNI_PATH): the environment and
+ * stdin a plugin gets, its result, a CNI error on stdout, a plain failure on stderr, a timeout.
+ */
+t.test('plugin exec protocol: env, stdin, result, CNI error, stderr, timeout', async (tt) => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-cni-fake-'));
+  tt.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const plugins: Record<string, string> = {
+    'berth-echo': '#!/bin/sh\nin=$(cat)\nprintf \'{"cniVersion":"1.0.0","env":"%s|%s|%s|%s|%s","len":%s}\' "$CNI_COMMAND" "$CNI_CONTAINERID" "$CNI_IFNAME" "$CNI_NETNS" "$CNI_ARGS" "${#in}"\n',
+    'berth-cnierr': '#!/bin/sh\ncat >/dev/null\necho \'{"cniVersion":"1.0.0","code":11,"msg":"no address left","details":"pool 10.0.0.0/30"}\'\nexit 1\n',
+    'berth-stderr': '#!/bin/sh\ncat >/dev/null\necho "something broke" >&2\nexit 3\n',
+    'berth-slow': '#!/bin/sh\nsleep 30\n',
+  };
+  for (const [name, text] of Object.entries(plugins)) writeFileSync(join(dir, name), text, { mode: 0o755 });
+  const rt = { containerId: 'berth-proto', netns: '/proc/self/ns/net', ifname: 'eth7', args: { K8S_POD_NAME: 'p', IgnoreUnknown: '1' } };
+  const run = (type: string, timeoutMs?: number) => execPlugin({ cniVersion: '1.0.0', name: 'berth-proto', type }, 'ADD', rt, { pluginPath: dir, ...(timeoutMs ? { timeoutMs } : {}) });
+  const ok = await run('berth-echo') as unknown as { env: string; len: number };
+  tt.equal(ok.env, 'ADD|berth-proto|eth7|/proc/self/ns/net|K8S_POD_NAME=p;IgnoreUnknown=1', 'CNI_* environment');
+  tt.ok(ok.len > 20, 'the network config on stdin');
+  const cniErr = await run('berth-cnierr').then(() => null, (e: unknown) => e);
+  tt.type(cniErr, CniError);
+  tt.match((cniErr as Error).message, /no address left/, 'a CNI error result is the error');
+  const plain = await run('berth-stderr').then(() => null, (e: unknown) => e);
+  tt.type(plain, CniError);
+  tt.match((plain as Error).message, /something broke/, 'else its stderr');
+  const t0 = Date.now();
+  const slow = await run('berth-slow', 300).then(() => null, (e: unknown) => e);
+  tt.match((slow as Error).message, /timed out after 300 ms/, 'a plugin past its timeout is killed');
+  tt.ok(Date.now() - t0 < 5000, 'promptly');
+});
