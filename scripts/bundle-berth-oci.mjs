@@ -33,7 +33,7 @@ const result = await esbuild.build({
   target: 'node20',
   packages: 'external',
   plugins: [lazyModules(root, ['koffi']), directBuiltins()],
-  define: { 'import.meta.url': '__bundle_url' },
+  define: { 'import.meta.url': '__bundle_url', 'import.meta.dirname': '__dirname' },
   // 'use strict' first: esbuild's own directive lands after the banner, where it is no directive.
   banner: { js: "'use strict';\nconst __bundle_url = require('node:url').pathToFileURL(__filename).href;" },
   legalComments: 'none',
