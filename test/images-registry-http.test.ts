@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import http from 'node:http';
+import { getEventListeners } from 'node:events';
 import { spawn } from 'node:child_process';
 import type { AddressInfo } from 'node:net';
 import { request } from '../images/registry/http.js';
@@ -82,6 +83,11 @@ t.test('no headers within the timeout: a TimeoutError, retryable', async (t) => 
   t.equal((e as Error)?.name, 'TimeoutError');
   t.match((e as Error).message, /no response from 127\.0\.0\.1:\d+ within 200 ms/);
   t.ok(isRetryableNetworkError(e), 'the client retries it');
+  // a client's signal outlives its requests: a failed one must not leave its listener on it
+  const shared = new AbortController();
+  await get('/slow-headers', { timeoutMs: 100, signal: shared.signal }).catch(() => {});
+  await (await get('/small', { signal: shared.signal })).text();
+  t.equal(getEventListeners(shared.signal, 'abort').length, 0, 'no abort listener left on a shared signal');
 });
 
 t.test('an abort while the body streams ends the read with the reason', async (t) => {

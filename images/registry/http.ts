@@ -99,6 +99,7 @@ export function request(url: URL, init: RequestInit): Promise<HttpResponse> {
     let res: http.IncomingMessage | null = null;
     const fail = (e: unknown) => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       req.destroy(e instanceof Error ? e : new Error(String(e)));
       reject(e);
     };
