@@ -14,6 +14,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
 import { BerthError } from '../runtime/errors.js';
 import { DecompressError } from './unpack-decompress.js';
@@ -155,25 +157,18 @@ const pool: UnpackThread[] = [];
 let nextId = 1;
 
 /**
- * dist/unpack-worker.cjs (scripts/bundle-berth.mjs) when every source listed in its inputs file
- * still has its recorded mtime, else null. Checked once per process.
+ * dist/unpack-worker.cjs (scripts/bundle-berth.mjs) while it is current, else null: the same
+ * check the CLIs make for their bundles (bin/bundle-loader.cjs currentBundle). Once per process.
  */
 let bundled: URL | null | undefined;
 function workerBundle(): URL | null {
   if (bundled !== undefined) return bundled;
   bundled = null;
-  const file = new URL('../unpack-worker.cjs', import.meta.url); // this module is dist/images/…
   try {
-    const root = new URL('../../', import.meta.url);
-    const inputs = JSON.parse(fs.readFileSync(new URL('../unpack-worker.inputs.json', import.meta.url), 'utf8')) as Record<string, number>;
-    for (const [src, mtime] of Object.entries(inputs)) {
-      let now: number;
-      try { now = fs.statSync(new URL(src, root)).mtimeMs; } catch { continue; } // sources not shipped
-      if (now !== mtime) return null;
-    }
-    fs.accessSync(file);
-    bundled = file;
-  } catch { /* no bundle: the compiled module */ }
+    // this module is dist/images/…: the package root is two levels up
+    const loader = createRequire(import.meta.url)('../../bin/bundle-loader.cjs') as { currentBundle(root: string, name: string): unknown };
+    if (loader.currentBundle(fileURLToPath(new URL('../../', import.meta.url)), 'unpack-worker')) bundled = new URL('../unpack-worker.cjs', import.meta.url);
+  } catch { /* no loader: the compiled module */ }
   return bundled;
 }
 
