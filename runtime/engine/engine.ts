@@ -358,7 +358,7 @@ export class Engine {
     if (o.startSoon && network !== 'none' && network !== 'host' && p.ports.length === 0) this.beginNetwork(id, network, []);
     // The in-process runtime makes the cgroup directories meanwhile (start follows at once; a
     // container that fails later is torn down by cleanup, which removes its cgroup by path).
-    const precreate = !!o.startSoon && isBerthOci(this.runtimePath ?? defaultRuntimePath()) && process.env.BERTH_CLI_CREATE !== '1';
+    const precreate = !!o.startSoon && this.createsInProcess();
     if (precreate) this.runtime.prepareCgroup(this.cgroupsPath(id));
     try {
       return await this.createContainer(o, p, id, network);
@@ -494,6 +494,11 @@ export class Engine {
     }
   }
 
+  /** The init is created in this process through Runtime (berth-oci; BERTH_CLI_CREATE=1: by `berth-oci create`). */
+  private createsInProcess(): boolean {
+    return isBerthOci(this.runtimePath ?? defaultRuntimePath()) && process.env.BERTH_CLI_CREATE !== '1';
+  }
+
   private defaultNetworkName(): string { return this.networks.ensureDefault().name; }
 
   /**
@@ -541,7 +546,8 @@ export class Engine {
     }
     const runtimePath = this.runtimePath ?? defaultRuntimePath();
     const inProcess = isBerthOci(runtimePath);
-    if (inProcess && process.env.BERTH_CLI_CREATE !== '1') warmCgroupMigration();
+    const createInProcess = this.createsInProcess();
+    if (createInProcess) warmCgroupMigration();
     // mounted since create (berth run) unless the container ran and stopped: only then the image store
     if (!isMountpoint(join(this.cdir(rec.id), 'rootfs'))) this.mountRootfs(rec.id, (await this.images.rootfsFor(rec.imageId)).lowerDirs, rec.autoRemove);
     const sdir = this.sdir(rec.id);
@@ -557,7 +563,7 @@ export class Engine {
     // The first create in-process as well: the monitor starts a spawn zygote as its child and
     // hands it over, so the init we clone through it is the monitor's child (BERTH_CLI_CREATE=1:
     // the monitor runs `berth-oci create` instead).
-    const handoff = inProcess && process.env.BERTH_CLI_CREATE !== '1'
+    const handoff = createInProcess
       ? async (h: Handoff): Promise<{ pid: number; ptyMaster: number }> => {
         trace('start: monitor handed over');
         const c = await this.runtime.create(rec.id, {

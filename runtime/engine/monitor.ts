@@ -173,7 +173,8 @@ function launch(bin: string, args: string[], extra: number): Launched {
   let pid: number | null = null;
   try {
     const fds = [-1, -1, -1, theirs, ...(extra >= 0 ? [extra] : [])];
-    if (ours >= fds.length && theirs >= fds.length && (extra < 0 || extra >= fds.length)) pid = spawnDetached(bin, [bin, ...args], fds);
+    // posix_spawn dup2s in order: a source fd below fds.length would be overwritten first
+    if (fds.every((fd) => fd < 0 || fd >= fds.length)) pid = spawnDetached(bin, [bin, ...args], fds);
   } catch (e) {
     closeSync(ours);
     throw new MonitorError('spawn', `cannot run ${bin}: ${(e as Error).message}`);

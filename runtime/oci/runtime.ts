@@ -7,8 +7,7 @@
  */
 import net from 'node:net';
 import { mkdir, mkdirSync, openSync, readSync, closeSync, rmdirSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
-import { dirname } from 'node:path';
-import { join, resolve as resolvePath } from 'node:path';
+import { dirname, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
 import { BerthError, SpawnError } from '../errors.js';
 import type { Spec, Process, LinuxResources, OciState, NamespaceType, Hook } from './spec.js';

@@ -269,16 +269,17 @@ const MAX_INSNS = 4096;
 const MAGIC = Buffer.from('berthbpf2\n');
 const HEADER = MAGIC.length + 12;
 
+const hex32 = (v: number): string => (v >>> 0).toString(16).padStart(8, '0');
+
 /**
  * 64 bits (16 hex digits) of two 32-bit multiplicative hashes: a file name for a key and a check
  * on a program's bytes (against a torn or damaged file; the key comparison makes a hit exact).
  */
 export function hash64(data: Uint8Array): string {
-  const hex = (v: number) => (v >>> 0).toString(16).padStart(8, '0');
   const native = addon()?.hash64;
   if (native) {
     const out = new Int32Array(2);
-    if (native(data, out) === 0) return hex(out[0]) + hex(out[1]);
+    if (native(data, out) === 0) return hex32(out[0]) + hex32(out[1]);
   }
   return hash64js(data);
 }
@@ -293,7 +294,7 @@ export function hash64js(data: Uint8Array): string {
   }
   a = Math.imul(a ^ (a >>> 16), 0x85ebca6b);
   b = Math.imul(b ^ (b >>> 15), 0xc2b2ae35);
-  return (a >>> 0).toString(16).padStart(8, '0') + ((b ^ (b >>> 16)) >>> 0).toString(16).padStart(8, '0');
+  return hex32(a) + hex32(b ^ (b >>> 16));
 }
 
 let cacheDir: string | null = null;
