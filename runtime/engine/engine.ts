@@ -38,7 +38,7 @@ import {
 } from './spec.js';
 import { ContainerStore, type ContainerRecord } from './store.js';
 import { VolumeStore } from './volumes.js';
-import { warmCgroupMigration } from '../cgroups/warm.js';
+import { keepCgroupMigrationWarm } from '../cgroups/warm.js';
 
 export interface EngineOptions {
   root: string;
@@ -360,12 +360,16 @@ export class Engine {
     // container that fails later is torn down by cleanup, which removes its cgroup by path).
     const precreate = !!o.startSoon && this.createsInProcess();
     if (precreate) this.runtime.prepareCgroup(this.cgroupsPath(id));
+    // ...and the init's cgroup migration will not wait for a grace period (warm.ts); start() takes over.
+    const warmed = precreate ? keepCgroupMigrationWarm() : () => {};
     try {
       return await this.createContainer(o, p, id, network);
     } catch (e) {
       await this.dropEarlyNetwork(id, network);
       if (precreate) await this.runtime.abandonCgroup(this.cgroupsPath(id)).catch(() => {});
       throw e;
+    } finally {
+      warmed();
     }
   }
 
@@ -547,7 +551,8 @@ export class Engine {
     const runtimePath = this.runtimePath ?? defaultRuntimePath();
     const inProcess = isBerthOci(runtimePath);
     const createInProcess = this.createsInProcess();
-    if (createInProcess) warmCgroupMigration();
+    // until the monitor reports the init created (at most 2 s if an error comes first)
+    const warmed = createInProcess ? keepCgroupMigrationWarm() : () => {};
     // mounted since create (berth run) unless the container ran and stopped: only then the image store
     if (!isMountpoint(join(this.cdir(rec.id), 'rootfs'))) this.mountRootfs(rec.id, (await this.images.rootfsFor(rec.imageId)).lowerDirs, rec.autoRemove);
     const sdir = this.sdir(rec.id);
@@ -637,6 +642,7 @@ export class Engine {
     ready();
     // both settle before anything is undone: a DEL must not race its ADD
     const [net, mon] = await Promise.allSettled([network, monitor]);
+    warmed();
     if (mon.status === 'rejected') {
       await this.cleanup(rec).catch(() => {});
       throw new BerthError('ESTART', `cannot start container ${rec.name}: ${(mon.reason as Error).message.split('\n')[0]}`, { cause: mon.reason });

@@ -22,7 +22,7 @@ import { detectCgroupDriver } from '../cgroups/index.js';
 import { spawnInit, beginSpawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
 import * as N from '../linux/native.js';
-import { warmCgroupMigration } from '../cgroups/warm.js';
+import { keepCgroupMigrationWarm } from '../cgroups/warm.js';
 
 export const DEFAULT_ROOT = '/run/berth-oci';
 
@@ -245,7 +245,6 @@ export class Runtime {
 
   async create(id: string, opts: CreateOptions): Promise<Created> {
     checkId(id);
-    warmCgroupMigration();
     ensureRoot(this.root);
     const dir = containerDir(this.root, id);
     try {
@@ -254,6 +253,7 @@ export class Runtime {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new ContainerStateError(`container "${id}" already exists: delete it first`);
       throw e;
     }
+    const warmed = keepCgroupMigrationWarm(); // until the init is in its cgroup
     let cgroup: Cgroup | null = null;
     let precreated: string[] = [];
     let pending: PendingInit | null = null;
@@ -303,6 +303,7 @@ export class Runtime {
       const resources = cgroupResources(spec);
       if (resources) cg.apply(resources);
       cg.addProcess(pending.pid);
+      warmed();
       if (!early) {
         this.writeIdMaps(spec, pending.pid);
         pending.go();
@@ -339,6 +340,7 @@ export class Runtime {
       if (!record.detached) reaper.watch(record.pid);
       return { record, ptyMaster };
     } catch (e) {
+      warmed();
       if (pending) {
         pending.abort();
       }
