@@ -5,9 +5,11 @@
  * benchRun() returns the numbers; benchRunCli() prints them side by side with `podman run --rm`
  * and `docker run --rm` (a private dockerd), both with runc and --network none, as set up in
  * TEST-ENVIRONMENT.md, measured in the same run, interleaved round-robin so load affects all alike.
+ * Each keeps its run-time state (berth --state, podman --runroot, dockerd --exec-root) on one
+ * tmpfs, as under a node's /run; this VM's /run is journal-less ext4 (see lifecycle.ts).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, existsSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, existsSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,11 +70,11 @@ function rmCgroupTree(parent: string): void {
 }
 
 /** podman 4.3 with runc, as TEST-ENVIRONMENT.md sets it up; image pulled from the registry. */
-function podmanContender(dir: string, ref: string, rand: string): Contender | null {
+function podmanContender(dir: string, runDir: string, ref: string, rand: string): Contender | null {
   if (!which('podman')) return null;
   const pd = join(dir, 'podman');
   const cg = `/berth-bench-podman-${rand}`;
-  const base = ['--root', join(pd, 'root'), '--runroot', join(pd, 'run'), '--storage-driver', 'overlay', '--runtime', '/usr/bin/runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
+  const base = ['--root', join(pd, 'root'), '--runroot', join(runDir, 'podman'), '--storage-driver', 'overlay', '--runtime', '/usr/bin/runc', '--cgroup-manager', 'cgroupfs', '--events-backend', 'none'];
   const p = sh('podman', [...base, 'pull', '-q', '--tls-verify=false', ref]);
   const stop = async (): Promise<void> => {
     sh('podman', [...base, 'rm', '--all', '--force']);
@@ -89,7 +91,7 @@ function podmanContender(dir: string, ref: string, rand: string): Contender | nu
 }
 
 /** A private dockerd (docker.io 20.10, runc), as test/oci-docker.test.ts starts it. */
-async function dockerContender(dir: string, ref: string, registryHost: string, rand: string): Promise<Contender | null> {
+async function dockerContender(dir: string, runDir: string, ref: string, registryHost: string, rand: string): Promise<Contender | null> {
   const dockerd = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((x) => existsSync(x));
   if (!dockerd || !existsSync('/usr/bin/docker')) return null;
   const dd = join(dir, 'docker');
@@ -99,7 +101,7 @@ async function dockerContender(dir: string, ref: string, registryHost: string, r
   sh('mkdir', ['-p', dd]);
   const log = openSync(join(dd, 'dockerd.log'), 'w');
   const daemon: ChildProcess = spawn(dockerd, [
-    '--iptables=false', '--ip-masq=false', '--bridge=none', '--data-root', join(dd, 'data'), '--exec-root', join(dd, 'exec'),
+    '--iptables=false', '--ip-masq=false', '--bridge=none', '--data-root', join(dd, 'data'), '--exec-root', join(runDir, 'docker'),
     '--host', `unix://${sock}`, '--pidfile', join(dd, 'docker.pid'), '--cgroup-parent', cg, '--insecure-registry', registryHost,
     '--default-ulimit', 'nofile=20000:20000', '--default-ulimit', 'nproc=32768:32768',
   ], { stdio: ['ignore', log, log] });
@@ -127,24 +129,27 @@ export async function benchRun(opts: BenchRunOptions = {}): Promise<BenchRunResu
   const runs = opts.runs ?? 20;
   const rand = randomBytes(3).toString('hex');
   const dir = mkdtempSync(join(tmpdir(), 'berth-bench-run-'));
+  const runDir = join(dir, 'run');
+  mkdirSync(runDir);
   const cg = `berth-bench-${rand}`;
   const bridge = `bbb${rand}`;
   const env = { ...cliEnv(), BERTH_CGROUP_PARENT: cg, BERTH_DEFAULT_BRIDGE: bridge, BERTH_DEFAULT_SUBNET: `10.233.${parseInt(rand.slice(0, 2), 16)}.0/24` };
   const reg = await startRegistry();
   const berth = (args: string[]): string => {
-    const r = spawnSync(process.execPath, [join(repo, 'bin/berth.js'), '--root', join(dir, 'root'), '--state', join(dir, 's'), ...args], { env, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [join(repo, 'bin/berth.js'), '--root', join(dir, 'root'), '--state', join(runDir, 'berth'), ...args], { env, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`berth ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
   try {
+    if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700', 'berth-bench', runDir]).status !== 0) throw new Error(`cannot mount a tmpfs on ${runDir}`);
     const { ref } = await pushTestImage(reg.host, 'bench/busybox', 'latest', await baseImage());
     berth(['pull', ref]);
     const net = ['--network', opts.network ?? 'bridge'];
     const contenders: Contender[] = [];
     const notes: string[] = [];
     if (opts.compare) {
-      try { const c = podmanContender(dir, ref, rand); if (c) contenders.push(c); else notes.push('podman: not installed'); } catch (e) { notes.push(`podman: ${(e as Error).message.split('\n')[0]}`); }
-      try { const c = await dockerContender(dir, ref, reg.host, rand); if (c) contenders.push(c); else notes.push('docker: not installed'); } catch (e) { notes.push(`docker: ${(e as Error).message.split('\n')[0]}`); }
+      try { const c = podmanContender(dir, runDir, ref, rand); if (c) contenders.push(c); else notes.push('podman: not installed'); } catch (e) { notes.push(`podman: ${(e as Error).message.split('\n')[0]}`); }
+      try { const c = await dockerContender(dir, runDir, ref, reg.host, rand); if (c) contenders.push(c); else notes.push('docker: not installed'); } catch (e) { notes.push(`docker: ${(e as Error).message.split('\n')[0]}`); }
     }
     // Round-robin: each round runs every contender once, so a busy moment hits all of them.
     const rows: { name: string; run: () => void; ms: number[] }[] = [
@@ -190,6 +195,7 @@ export async function benchRun(opts: BenchRunOptions = {}): Promise<BenchRunResu
       if (existsSync(p)) { try { rmdirSync(p); } catch { /* busy */ } }
     }
     await reg.stop();
+    unmountUnder(runDir);
     rmSync(dir, { recursive: true, force: true });
   }
 }
