@@ -7,6 +7,7 @@
  */
 import { appendFileSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { resolve, join } from 'node:path';
+import { OCI_VERSION, VERSION } from '../version.js';
 
 interface Flag { name: string; short?: string; takes: boolean; multi?: boolean }
 
@@ -132,7 +133,7 @@ export async function main(argv: string[]): Promise<number> {
     const g = parseFlags(argv, GLOBAL, true);
     log = new Logger(str(g.opts.log), g.opts['log-format'] === 'json', Boolean(g.opts.debug));
     if (g.opts.version) {
-      process.stdout.write('berth-oci version 0.1.0\nspec: 1.2.0\n');
+      process.stdout.write(`berth-oci version ${VERSION}\nspec: ${OCI_VERSION}\n`);
       return 0;
     }
     const [cmd, ...cmdArgv] = g.rest;

@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { BerthError } from '../errors.js';
+import { VERSION } from '../version.js';
 
 const IMAGE_VERBS = new Set(['pull', 'push', 'images', 'image', 'tag', 'rmi', 'save', 'load', 'login', 'logout']);
 const GLOBAL_WITH_VALUE = new Set(['--root', '--state', '--log-level']);
@@ -35,6 +36,7 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     .option('--root <dir>', 'storage root (images, snapshots, containers)', process.env.BERTH_ROOT ?? '/var/lib/berth')
     .option('--state <dir>', 'runtime state directory (tmpfs)', process.env.BERTH_STATE ?? '/run/berth')
     .option('--log-level <level>', 'log level (debug, info, warn, error)', 'warn')
+    .version(`berth version ${VERSION}`, '--version', 'print the version and exit')
     .showHelpAfterError()
     .configureOutput({ outputError: (s, write) => write(s) });
   // containers-cmd adds an inspect fallback to images-cmd's `inspect`, so images load first.

@@ -11,8 +11,9 @@
 import fs from 'node:fs';
 import { defaultRlimits } from './rlimits.js';
 import type { Mount, Namespace, Spec } from './spec.js';
+import { OCI_VERSION } from '../version.js';
 
-export const OCI_VERSION = '1.2.0';
+export { OCI_VERSION };
 
 /** The capabilities of runc's template (bounding, effective and permitted). */
 export const RUNC_TEMPLATE_CAPS: readonly string[] = Object.freeze(['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE']);
