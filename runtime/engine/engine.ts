@@ -22,6 +22,7 @@ import { BerthError, ConfigError, NotFoundError } from '../errors.js';
 import { ImageStore } from '../../images/store.js';
 import { parsePlatform } from '../../images/manifest.js';
 import { MNT_DETACH, mount, umount } from '../linux/libc.js';
+import { removeTree } from '../linux/remove-tree.js';
 import { Runtime, parseSignal } from '../oci/runtime.js';
 import { setSeccompCacheDir } from '../oci/seccomp.js';
 import type { Process, Spec } from '../oci/spec.js';
@@ -409,7 +410,7 @@ export class Engine {
     const name = o.name ?? this.containers.generateName();
     this.containers.claimName(name, id);
     const dir = this.cdir(id);
-    const undo: (() => void)[] = [() => this.containers.releaseName(name, id), () => rmSync(dir, { recursive: true, force: true })];
+    const undo: (() => void)[] = [() => this.containers.releaseName(name, id), () => removeTree(dir)];
     try {
       mkdirSync(dir, { recursive: true, mode: 0o711 });
       this.mountRootfs(id, rf.lowerDirs, !!o.rm);
@@ -734,7 +735,7 @@ export class Engine {
     trace('cleanup: unmounted');
     await network;
     trace('cleanup: network down');
-    rmSync(this.sdir(rec.id), { recursive: true, force: true });
+    removeTree(this.sdir(rec.id));
     const hadAddress = rec.ip !== null && rec.ip !== undefined && rec.network !== 'none' && rec.network !== 'host';
     rec.ip = null;
     rec.resourcesUp = false;

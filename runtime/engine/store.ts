@@ -5,6 +5,7 @@
  * creates of one name cannot both win. Ids are 64 hex; any unique prefix resolves.
  */
 import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { removeTree } from '../linux/remove-tree.js';
 import { join } from 'node:path';
 import { BerthError, ConfigError, NotFoundError } from '../errors.js';
 import { randomBytes, randomHex } from '../linux/random.js';
@@ -144,8 +145,9 @@ export class ContainerStore {
     throw new NotFoundError(`no such container: ${ref}`);
   }
 
+  /** Remove the container's directory (never through a mount left in it), then free its name. */
   remove(rec: ContainerRecord): void {
+    removeTree(this.containerDir(rec.id));
     this.releaseName(rec.name, rec.id);
-    rmSync(this.containerDir(rec.id), { recursive: true, force: true });
   }
 }
