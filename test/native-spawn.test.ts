@@ -100,6 +100,18 @@ t.test('encodeSpawnConfig rejects bad input with the field named', async (tt) =>
   tt.throws(() => spawnInit({ ...cfg, rootfs: '', mounts: [], setupDev: false, devices: [], namespaces: [] }), /hostname.*UTS namespace/);
 });
 
+t.test('strings of every length and non-ASCII text reach the init intact (NUL-terminated, 4-byte padding)', async (tt) => {
+  const b = bundle(tt);
+  // lengths 0-8 cover every padding case; the multi-byte ones have more bytes than characters
+  const vals = ['', 'a', 'ab', 'abc', 'abcd', 'abcde', 'abcdef', 'abcdefg', 'héllo wörld ✓', '日本語のテキスト'];
+  const cfg = baseConfig(b.rootfs, ['sh', '-c', vals.map((_, i) => `echo "v${i}=[$V${i}]"`).join('; ')]);
+  cfg.env = [...cfg.env, ...vals.map((v, i) => `V${i}=${v}`)];
+  const { out, status } = await run(cfg);
+  tt.same(status, { code: 0, signal: null }, out);
+  vals.forEach((v, i) => tt.match(out, new RegExp(`^v${i}=\\[${v}\\]$`, 'm'), `V${i} (${Buffer.byteLength(v)} bytes)`));
+  tt.equal(encodeSpawnConfig(cfg).length % 4, 0, 'aligned');
+});
+
 t.test('pid 1, hostname, caps, masked and readonly paths, rlimits, devices', async (tt) => {
   const b = bundle(tt);
   writeFileSync(join(b.rootfs, 'secret.txt'), 'top secret\n');

@@ -45,6 +45,11 @@ const END_MAGIC = 0x444e4542;
 export const SYNC = { GO: 1, HOOKS: 2, CONTINUE: 3, READY: 4, PTY: 5, ERROR: 6 } as const;
 const STAGE_LEN = 16;
 
+/** `path[index]`, or path: an error's JSON path, made only when there is an error. */
+function at(path: string, index?: number): string {
+  return index === undefined ? path : `${path}[${index}]`;
+}
+
 class Writer {
   private buf = Buffer.alloc(4096);
   private off = 0;
@@ -68,11 +73,16 @@ class Writer {
     this.u32(Number(v & 0xffffffffn), path);
     this.u32(Number(v >> 32n), path);
   }
-  str(s: string, path: string): void {
-    if (typeof s !== 'string') throw new ConfigError(path, 'must be a string');
-    if (s.includes('\0')) throw new ConfigError(path, 'must not contain a NUL byte');
-    const b = Buffer.from(s, 'utf8');
-    this.blob(b, 1);
+  /** Written in place, with no Buffer per string (~80 per config: a third of a cold encode). */
+  str(s: string, path: string, index?: number): void {
+    if (typeof s !== 'string') throw new ConfigError(at(path, index), 'must be a string');
+    if (s.includes('\0')) throw new ConfigError(at(path, index), 'must not contain a NUL byte');
+    const n = Buffer.byteLength(s, 'utf8');
+    this.u32(n, '');
+    const padded = (n + 1 + 3) & ~3; // NUL-terminated, padded to 4: the padding is still zero (alloc'd zeroed, written once)
+    this.ensure(padded);
+    this.buf.write(s, this.off, n, 'utf8');
+    this.off += padded;
   }
   blob(b: Buffer, extra = 0): void {
     this.u32(b.length, '');
@@ -84,7 +94,7 @@ class Writer {
   }
   strs(list: string[], path: string): void {
     this.u32(list.length, path);
-    list.forEach((s, i) => this.str(s, `${path}[${i}]`));
+    for (let i = 0; i < list.length; i++) this.str(list[i], path, i); // the label is made only for an error
   }
   done(): Buffer { return this.buf.subarray(0, this.off); }
 }
