@@ -42,6 +42,7 @@
  *   ERROR     | child -> parent| any failure; child then _exit(127)             | i32 errno, char stage[16]
  *             |                |                                               | (NUL-padded), message bytes
  *   (EOF)     | child -> parent| execve succeeded (sync socket is CLOEXEC)     | -
+ *   (EOF)     | parent -> child| the caller closed its end or died before GO   | - (the child exits)
  * Order seen by the parent: [HOOKS..CONTINUE] [PTY] [READY] then EOF or ERROR. An ERROR may come
  * at any point and is final. EOF without ERROR means execve succeeded.
  * Stages: "sync", "setns", "unshare", "hostname", "mount", "dev", "sysctl", "pivot_root",
@@ -176,6 +177,7 @@ struct config {
 	int from_zygote;      /* cloned by berth-zygote: only SIGPIPE differs from the defaults */
 	pid_t parent_pid;     /* who the child's parent will be (for the pdeathsig race check) */
 	int sync_fd, fd_sock; /* child ends */
+	int parent_sync_fd, parent_fd_sock; /* the caller's ends: the child closes its copies first */
 	char *blob;           /* the config copy every pointer refers into */
 };
 
@@ -985,6 +987,11 @@ static void join_namespaces(void)
 __attribute__((noreturn)) static void child_main(struct config *cfg)
 {
 	C = cfg;
+	/* The clone copied the caller's ends of both socketpairs. Holding them, the child would
+	 * never read EOF: a caller that dies before pdeathsig is armed (the window cannot be checked
+	 * in a new pid namespace) would leave it waiting for GO forever. */
+	close(C->parent_sync_fd);
+	close(C->parent_fd_sock);
 	reset_signals();
 	if (setsid() < 0) { /* already a leader only if our parent was odd; ignore */ }
 	if (C->pdeathsig) {
@@ -1228,6 +1235,8 @@ static int spawn_impl(const uint8_t *cfg, size_t cfglen, const int *fds, uint32_
 	}
 	c->sync_fd = sync_sv[1];
 	c->fd_sock = fd_sv[1];
+	c->parent_sync_fd = sync_sv[0];
+	c->parent_fd_sock = fd_sv[0];
 
 	sigset_t all, old;
 	sigfillset(&all);

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import net from 'node:net';
-import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readlinkSync, rmSync, symlinkSync, writeFileSync, constants as fsc } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeBundleDir } from './fixtures/rootfs.js';
@@ -110,6 +110,25 @@ t.test('strings of every length and non-ASCII text reach the init intact (NUL-te
   tt.same(status, { code: 0, signal: null }, out);
   vals.forEach((v, i) => tt.match(out, new RegExp(`^v${i}=\\[${v}\\]$`, 'm'), `V${i} (${Buffer.byteLength(v)} bytes)`));
   tt.equal(encodeSpawnConfig(cfg).length % 4, 0, 'aligned');
+});
+
+t.test('an init whose creator goes away before GO exits by itself (it holds none of the creator\'s socket ends)', async (tt) => {
+  const b = bundle(tt);
+  for (const zygote of [false, true]) {
+    const cfg = baseConfig(b.rootfs, ['/bin/true']);
+    cfg.parentDeathSignal = 0; // only the sync socket can tell it: as when the creator dies before pdeathsig is armed
+    const p = spawnInit(cfg, { zygote });
+    const ends = [p['syncFd'], p['fdSock']].map((fd) => readlinkSync(`/proc/self/fd/${fd}`));
+    const childFds = readdirSync(`/proc/${p.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${p.pid}/fd/${fd}`); } catch { return ''; } });
+    for (const e of ends) tt.notOk(childFds.includes(e), `${zygote ? 'through the zygote' : 'direct'}: the child has no copy of ${e}`);
+    // the creator "dies": its ends close without GO
+    closeFd(p['syncFd']);
+    closeFd(p['fdSock']);
+    closeFd(p.pidfd);
+    const st = await Promise.race([childReaper.wait(p.pid), new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+    tt.ok(st, `${zygote ? 'through the zygote' : 'direct'}: the child exited (${JSON.stringify(st)})`);
+    if (!st) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ } }
+  }
 });
 
 t.test('pid 1, hostname, caps, masked and readonly paths, rlimits, devices', async (tt) => {
