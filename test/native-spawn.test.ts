@@ -119,8 +119,13 @@ t.test('an init whose creator goes away before GO exits by itself (it holds none
     cfg.parentDeathSignal = 0; // only the sync socket can tell it: as when the creator dies before pdeathsig is armed
     const p = spawnInit(cfg, { zygote });
     const ends = [p['syncFd'], p['fdSock']].map((fd) => readlinkSync(`/proc/self/fd/${fd}`));
-    const childFds = readdirSync(`/proc/${p.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${p.pid}/fd/${fd}`); } catch { return ''; } });
-    for (const e of ends) tt.notOk(childFds.includes(e), `${zygote ? 'through the zygote' : 'direct'}: the child has no copy of ${e}`);
+    const held = () => {
+      const fds = readdirSync(`/proc/${p.pid}/fd`).map((fd) => { try { return readlinkSync(`/proc/${p.pid}/fd/${fd}`); } catch { return ''; } });
+      return ends.filter((e) => fds.includes(e));
+    };
+    // the child closes them first thing, but may not have run yet: give it up to 5 s
+    for (const deadline = Date.now() + 5000; held().length && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
+    tt.same(held(), [], `${zygote ? 'through the zygote' : 'direct'}: the child holds no copy of the creator's ends`);
     // the creator "dies": its ends close without GO
     closeFd(p['syncFd']);
     closeFd(p['fdSock']);
