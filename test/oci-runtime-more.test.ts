@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { readFileSync, writeFileSync, chmodSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cgroupDirOf, makeEnv, type TestEnv } from './helpers/oci.js';
 import { Runtime } from '../runtime/oci/runtime.js';
 
@@ -103,6 +103,15 @@ t.test('cgroup directories made ahead (prepareCgroup): create takes them over; a
   await env.rt.run(id, { bundle: env.bundle, spec, stdio: [-1, out.fd, out.fd] });
   const rec = env.rt.load(id);
   t.equal(readFileSync(join(cgroupDirOf(rec, 'pids'), 'pids.max'), 'utf8').trim(), '42', 'resources applied in the directories made ahead');
+  if (env.rt.cgroups.version === 1) {
+    // cpuset.cpus/mems start empty in v1: the new chain got its parent's values
+    const cs = cgroupDirOf(rec, 'cpuset');
+    for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+      const want = readFileSync(join('/sys/fs/cgroup/cpuset', f), 'utf8').trim();
+      t.equal(readFileSync(join(cs, f), 'utf8').trim(), want, `${f} filled in the container's cpuset`);
+      t.equal(readFileSync(join(dirname(cs), f), 'utf8').trim(), want, `${f} filled in its parent`);
+    }
+  }
   await env.rt.wait(id);
   t.match(out.read(), new RegExp(path.split('/').pop()!), 'the init was in them');
   await env.rt.delete(id);

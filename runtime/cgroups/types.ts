@@ -39,8 +39,11 @@ export interface Cgroup {
   readonly version: 1 | 2;
   /** The cgroupsPath as resolved (always absolute, relative to each hierarchy root). */
   readonly path: string;
-  /** Create the directories (idempotent). */
-  create(): void;
+  /**
+   * Create the directories (idempotent). `madeAhead`: directories of this cgroup's paths that the
+   * caller itself has just made (Runtime.prepareCgroup), so they are as new as ones made here.
+   */
+  create(madeAhead?: readonly string[]): void;
   /** Apply OCI resources; fields absent are left alone. Throws BerthError naming the file and value on failure. */
   apply(resources: LinuxResources): void;
   /** Put a process in this cgroup (every hierarchy). */

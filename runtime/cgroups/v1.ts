@@ -105,14 +105,20 @@ class V1Cgroup implements Cgroup {
     return this.uniqueDirs().some((d) => fileExists(d));
   }
 
-  create(): void {
+  create(madeAhead: readonly string[] = []): void {
     const created: string[] = [];
     try {
       let cpusetCreated: string[] = [];
+      const cpusetDir = this.dirs.cpuset;
       for (const d of this.uniqueDirs()) {
         const made = mkdirCgroup(d);
-        if (d === this.dirs.cpuset) cpusetCreated = made;
+        if (d === cpusetDir) cpusetCreated = made;
         created.push(...made);
+      }
+      // Made just before by the caller (prepareCgroup: mkdir -p on the threadpool): as empty as
+      // ones made here, so the fast path below applies (not a read of every level's files).
+      if (cpusetDir && cpusetCreated.length === 0) {
+        cpusetCreated = madeAhead.filter((d) => d === cpusetDir || cpusetDir.startsWith(`${d}/`)).sort((a, b) => a.length - b.length);
       }
       const cpusetMount = this.mounts.cpuset;
       if (cpusetMount) this.fillCpuset(cpusetMount, cpusetCreated);

@@ -288,7 +288,7 @@ export class Runtime {
       try {
         saveRecord(this.root, record);
         cgroup = cg;
-        cg.create();
+        cg.create(precreated);
       } catch (e) {
         setupError = e;
       }
