@@ -38,12 +38,19 @@ function startCreate(id: string): { pid: number; exited: Promise<void> } {
   return { pid: c.pid!, exited: new Promise((r) => c.once('exit', () => r())) };
 }
 
-/** Processes whose cgroup path names this container's cgroup. */
-function processesIn(cgroupsPath: string): number[] {
+/**
+ * The container's processes: those in its cgroup, and those whose command line names its id (an
+ * init cloned from `berth-oci create` carries that command line until it execs, and it is in
+ * the cgroup only once create has moved it there).
+ */
+function processesIn(cgroupsPath: string, id?: string): number[] {
   const out: number[] = [];
   for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try { if (readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(cgroupsPath)) out.push(Number(p)); } catch { /* gone */ }
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(cgroupsPath)) out.push(Number(p));
+      else if (id && readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(id)) out.push(Number(p));
+    } catch { /* gone */ }
   }
   return out;
 }
@@ -71,8 +78,10 @@ async function checkClean(t: Test, id: string, cgroupsPath: string, what: string
   t.equal(oci(['list']).code, 0, `${what}: list still works`);
   const del = oci(['delete', '--force', id]);
   t.ok(del.code === 0 || /does not exist|not found/i.test(del.stderr), `${what}: delete --force (${del.code}: ${del.stderr.trim()})`);
-  for (let i = 0; i < 100 && processesIn(cgroupsPath).length > 0; i++) { reapOurs(processesIn(cgroupsPath)); await sleep(20); }
-  t.same(processesIn(cgroupsPath), [], `${what}: no process of the container`);
+  for (let i = 0; i < 100 && processesIn(cgroupsPath, id).length > 0; i++) { reapOurs(processesIn(cgroupsPath, id)); await sleep(20); }
+  const left = processesIn(cgroupsPath, id);
+  t.same(left, [], `${what}: no process of the container`);
+  for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } } // not left for later tests
   t.same(cgroupDirs(cgroupsPath), [], `${what}: no cgroup`);
   t.notOk(existsSync(join(env.root, id)), `${what}: no state dir`);
   t.notOk(readFileSync('/proc/self/mountinfo', 'utf8').includes(env.bundle), `${what}: no mount of the bundle`);
@@ -93,6 +102,30 @@ t.test('killed inside a createRuntime hook', async (t) => {
   try { process.kill(Number(readFileSync(hookPid, 'utf8')), 'SIGKILL'); } catch { /* gone */ }
   t.ok(cgroupDirs(spec.linux!.cgroupsPath!).length > 0, 'the cgroup was made before the kill');
   await checkClean(t, id, spec.linux!.cgroupsPath!, 'hook');
+});
+
+t.test('killed right after it let the init go: state.json names the init, delete --force kills it', async (t) => {
+  // Deterministic version of one point of the spread below: the creator (Runtime.create, as
+  // `berth-oci create` runs it) SIGKILLs itself as soon as it has sent GO. The init goes on to the
+  // exec fifo and waits there for a start that never comes, so state.json must already name it.
+  const id = env.id('aftergo');
+  const spec = env.spec(['/bin/sleep', '1000']);
+  writeSpec(env.bundle, spec);
+  const spawnMod = new URL('../runtime/linux/spawn.ts', import.meta.url).href;
+  const runtimeMod = new URL('../runtime/oci/runtime.ts', import.meta.url).href;
+  const script = `const { PendingInit } = await import(${JSON.stringify(spawnMod)});
+    const go = PendingInit.prototype.go;
+    PendingInit.prototype.go = function () { go.call(this); process.kill(process.pid, 'SIGKILL'); };
+    const { Runtime } = await import(${JSON.stringify(runtimeMod)});
+    const [root, bundle, id] = process.argv.slice(1);
+    await new Runtime({ root }).create(id, { bundle, detached: true, stdio: [-1, -1, -1] });`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, env.root, env.bundle, id], { stdio: 'ignore', timeout: 60_000 });
+  t.equal(r.signal, 'SIGKILL', 'the creator died right after GO');
+  // the init (the creator's clone: same command line, id included) gets to the exec fifo
+  for (let i = 0; i < 200 && processesIn(spec.linux!.cgroupsPath!, id).length === 0; i++) await sleep(10);
+  const st = JSON.parse(oci(['state', id]).stdout || '{}') as { pid?: number; status?: string };
+  t.ok(st.pid && st.pid > 0, `state.json names the init (${JSON.stringify(st)})`);
+  await checkClean(t, id, spec.linux!.cgroupsPath!, 'killed after GO');
 });
 
 t.test('killed at a spread of points in create', async (t) => {

@@ -294,6 +294,16 @@ export class Runtime {
       }
       pending = finishSpawn();
       if (setupError) throw setupError;
+      // Record the init before GO: from GO on it may outlive us (a created container's init waits
+      // at the exec fifo, and it is in its cgroup only once addProcess below has run), so after a
+      // kill -9 of this process state.json must name it for delete to kill it. Before GO, our
+      // death closes its sync socket and it exits. Its pid and start time are final from clone on;
+      // a failure below still removes the whole directory.
+      const procStat = readProcStat(pending.pid);
+      record.pid = pending.pid;
+      record.initStartTime = procStat?.startTime ?? '0';
+      for (const ns of spec.linux?.namespaces ?? []) record.namespacePaths[ns.type] = ns.path ?? `/proc/${pending.pid}/ns/${NS_FILE[ns.type]}`;
+      saveRecord(this.root, record);
       // The child needs its cgroup before GO only when it unshares a cgroup namespace, and its id
       // maps only for a new user namespace. Otherwise let it do its mounts while we program the
       // cgroup: it cannot exec before `start`, and it is in the cgroup before create returns.
@@ -308,13 +318,6 @@ export class Runtime {
         this.writeIdMaps(spec, pending.pid);
         pending.go();
       }
-      // Record the init while it sets itself up (the write overlaps with its mounts): its pid and
-      // start time are final from clone on. A failure below still removes the whole directory.
-      const procStat = readProcStat(pending.pid);
-      record.pid = pending.pid;
-      record.initStartTime = procStat?.startTime ?? '0';
-      for (const ns of spec.linux?.namespaces ?? []) record.namespacePaths[ns.type] = ns.path ?? `/proc/${pending.pid}/ns/${NS_FILE[ns.type]}`;
-      saveRecord(this.root, record);
       let outcome = await pending.awaitOutcome();
       if (outcome.kind === 'hooks') {
         const st = ociState(record, 'creating');
