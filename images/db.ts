@@ -167,6 +167,9 @@ export class ImageDB {
   }
 
   private migrate(file: string): void {
+    // Up to date (every call but the first on a new store): no transaction. BEGIN IMMEDIATE takes
+    // the write lock, so every `berth` call (ps, run...) would queue behind a writer's transaction.
+    if (this.db.pragma('user_version', { simple: true }) === SCHEMA_VERSION) return;
     const tx = this.db.transaction(() => {
       const v = this.db.pragma('user_version', { simple: true }) as number;
       if (v > SCHEMA_VERSION) {
