@@ -280,7 +280,7 @@ export class Engine {
     return all ? out : out.filter((r) => r.status === 'running');
   }
 
-  /** Clean up containers whose monitor is gone (crash, kill -9, lost /run). */
+  /** Clean up containers whose monitor is gone (crash, kill -9, lost /run), and creates killed before their first save. */
   async reconcile(): Promise<void> {
     for (const rec of this.containers.list()) {
       if (!rec.resourcesUp) continue;
@@ -288,6 +288,28 @@ export class Engine {
       if (rec.status === 'created' && rec.monitorPid === 0) continue;
       await this.cleanup(rec).catch(() => { /* best effort; retried next time */ });
     }
+    for (const { id, marker } of this.containers.abandoned()) {
+      await this.removeAbandoned(id, marker?.network ?? 'none').catch(() => { /* best effort; retried next time */ });
+    }
+  }
+
+  /**
+   * Undo what a create killed before its first save may have made, by the paths derived from its
+   * id (there is no record): the network (namespace file first, then the CNI DEL, as cleanup()
+   * does), cgroups made ahead, the rootfs mount, the state directory, the image use, its name and
+   * the directory itself (last: until then the next reconcile finds it again).
+   */
+  private async removeAbandoned(id: string, network: string): Promise<void> {
+    const nsFile = this.netnsFile(id);
+    removeNetns(nsFile);
+    if (network !== 'none' && network !== 'host') await this.networks.disconnect(network, { containerId: id, netns: nsFile });
+    const cg = detectCgroupDriver().open(this.cgroupsPath(id));
+    if (cg.exists()) await cg.destroy();
+    this.unmountRootfs(id);
+    removeTree(this.sdir(id));
+    this.images.removeImageUse(null, id);
+    this.containers.releaseNamesOf(id);
+    removeTree(this.cdir(id));
   }
 
   // ------------------------------------------------------------------ create
@@ -356,6 +378,8 @@ export class Engine {
     }
     const id = ContainerStore.newId();
     const network = p.network === 'bridge' ? this.defaultNetworkName() : p.network;
+    // Before anything is made for it: a kill -9 from here on is cleaned up by reconcile().
+    this.containers.beginCreate(id, network);
     if (o.startSoon && network !== 'none' && network !== 'host' && p.ports.length === 0) this.beginNetwork(id, network, []);
     // The in-process runtime makes the cgroup directories meanwhile (start follows at once; a
     // container that fails later is torn down by cleanup, which removes its cgroup by path).
@@ -364,10 +388,13 @@ export class Engine {
     // ...and the init's cgroup migration will not wait for a grace period (warm.ts); start() takes over.
     const warmed = precreate ? keepCgroupMigrationWarm() : () => {};
     try {
-      return await this.createContainer(o, p, id, network);
+      const rec = await this.createContainer(o, p, id, network);
+      this.containers.endCreate(id);
+      return rec;
     } catch (e) {
       await this.dropEarlyNetwork(id, network);
       if (precreate) await this.runtime.abandonCgroup(this.cgroupsPath(id)).catch(() => {});
+      try { removeTree(this.cdir(id)); } catch { /* left for reconcile */ }
       throw e;
     } finally {
       warmed();

@@ -4,8 +4,9 @@
  * O_EXCL files under <root>/containers/.names/<name> (holding the id), so two concurrent
  * creates of one name cannot both win. Ids are 64 hex; any unique prefix resolves.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { removeTree } from '../linux/remove-tree.js';
+import { readProcStat } from '../oci/state.js';
 import { join } from 'node:path';
 import { BerthError, ConfigError, NotFoundError } from '../errors.js';
 import { randomBytes, randomHex } from '../linux/random.js';
@@ -57,6 +58,11 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 const ADJ = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'quiet', 'sharp', 'tender', 'vivid', 'witty'];
 const NOUN = ['albatross', 'bollard', 'capstan', 'dinghy', 'ensign', 'ferry', 'galley', 'harbour', 'jetty', 'keel', 'lighthouse', 'mooring', 'pier', 'quay', 'rudder', 'schooner'];
+
+const CREATING = 'creating.json';
+
+/** What beginCreate() leaves in a container's directory until the first save. */
+export interface CreatingMarker { pid: number; startTime: string; network: string }
 
 export class ContainerStore {
   readonly dir: string;
@@ -125,6 +131,53 @@ export class ContainerStore {
     const out: ContainerRecord[] = [];
     for (const id of this.ids()) { const r = this.load(id); if (r) out.push(r); }
     return out.sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /**
+   * A create begins: the container's directory appears (renamed into place, so never without it)
+   * holding creating.json: who creates it and which network it joins. Until endCreate() (after
+   * the first save) a kill -9 of that process leaves a directory, maybe a mounted rootfs,
+   * cgroups, a network namespace and a CNI attachment, and no record: abandoned() finds them.
+   */
+  beginCreate(id: string, network: string): void {
+    const tmp = join(this.dir, `.${id}.creating`);
+    mkdirSync(tmp, { mode: 0o711 });
+    const marker: CreatingMarker = { pid: process.pid, startTime: readProcStat(process.pid)?.startTime ?? '0', network };
+    writeFileSync(join(tmp, CREATING), JSON.stringify(marker));
+    renameSync(tmp, this.containerDir(id));
+  }
+
+  endCreate(id: string): void {
+    rmSync(join(this.containerDir(id), CREATING), { force: true });
+  }
+
+  /** Directories of creates whose process died before the first save (see beginCreate). */
+  abandoned(): { id: string; marker: CreatingMarker | null }[] {
+    const out: { id: string; marker: CreatingMarker | null }[] = [];
+    for (const id of this.ids()) {
+      const dir = this.containerDir(id);
+      let marker: CreatingMarker | null = null;
+      try { marker = JSON.parse(readFileSync(join(dir, CREATING), 'utf8')) as CreatingMarker; } catch { /* none, or torn */ }
+      const alive = marker !== null && readProcStat(marker.pid)?.startTime === marker.startTime;
+      if (alive) continue; // being created now
+      if (existsSync(join(dir, 'container.json'))) { if (marker) this.endCreate(id); continue; } // saved, then killed: a record like any other
+      out.push({ id, marker });
+    }
+    // killed between beginCreate's mkdir and its rename: a hidden directory with the marker at most
+    for (const f of readdirSync(this.dir)) {
+      if (!/^\.[0-9a-f]{64}\.creating$/.test(f)) continue;
+      let marker: CreatingMarker | null = null;
+      try { marker = JSON.parse(readFileSync(join(this.dir, f, CREATING), 'utf8')) as CreatingMarker; } catch { /* none yet */ }
+      if (marker && readProcStat(marker.pid)?.startTime === marker.startTime) continue;
+      if (!marker && Date.now() - statSync(join(this.dir, f)).mtimeMs < 10_000) continue; // its marker may be on its way
+      removeTree(join(this.dir, f));
+    }
+    return out;
+  }
+
+  /** Free every name held by `id`. */
+  releaseNamesOf(id: string): void {
+    for (const n of readdirSync(this.namesDir)) this.releaseName(n, id);
   }
 
   /** Name, full id or unique id prefix → record. */
