@@ -1,12 +1,12 @@
 /**
  * `berth run -d` killed with SIGKILL at a spread of points (its whole run timed first, Node's
- * start-up included), with `--network none` and on the default bridge: the next `berth ps -a`
- * still works, `berth rm -f` of whatever it lists removes it, and then nothing of the container
- * is left: no process (the init clone carries berth's command line until it execs, so a unique
+ * start-up included), with `--network none` and on the default bridge, and `berth rm -f` of a
+ * running container killed the same way: the next `berth ps -a` still works, `berth rm -f` of
+ * whatever it lists removes it, and then nothing of the container is left: no process (the init clone carries berth's command line until it execs, so a unique
  * argument finds it), mount, cgroup, network namespace file, veth or IP address allocation.
  * The CLI runs from its bundle (bin/berth.js), as users run it.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -71,6 +71,23 @@ function allocations(): string[] {
   return readdirSync(ipam).flatMap((n) => readdirSync(join(ipam, n)).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)));
 }
 
+/** After the kill and a `rm -f` of what ps -a lists: nothing of the container with `token` is left. */
+async function nothingLeft(t: Test, token: string, network: string, what: string): Promise<void> {
+  for (let i = 0; i < 100 && processesWith(token).length; i++) await sleep(20);
+  const left = processesWith(token);
+  t.same(left, [], `${what}: no process of the container`);
+  for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } } // not left for later checks
+  t.same(mountsUnder(E.dir), [], `${what}: nothing mounted`);
+  t.same(containerCgroups(), [], `${what}: no cgroup`);
+  const netns = join(E.state, 'netns');
+  t.same(existsSync(netns) ? readdirSync(netns) : [], [], `${what}: no network namespace file`);
+  if (network === 'bridge') {
+    for (let i = 0; i < 50 && veths().length; i++) await sleep(20); // a veth dies with its namespace, in the background
+    t.same(veths(), [], `${what}: no veth on the bridge`);
+    t.same(allocations(), [], `${what}: no address still allocated`);
+  }
+}
+
 for (const network of ['none', 'bridge']) {
   t.test(`run -d --network ${network}, killed at a spread of points`, async (t) => {
     const run = (token: string) => cli(['run', '-d', '--network', network, image, 'sleep', token]);
@@ -98,20 +115,40 @@ for (const network of ['none', 'bridge']) {
         const rm = await cli(['rm', '-f', ...ids]).done;
         t.equal(rm.code, 0, `${what}: rm -f (${rm.stderr.trim()})`);
       }
-      for (let i = 0; i < 100 && processesWith(token).length; i++) await sleep(20);
-      const left = processesWith(token);
-      t.same(left, [], `${what}: no process of the container`);
-      for (const p of left) { try { process.kill(p, 'SIGKILL'); } catch { /* gone */ } } // not left for later checks
-      t.same(mountsUnder(E.dir), [], `${what}: nothing mounted`);
-      t.same(containerCgroups(), [], `${what}: no cgroup`);
-      const netns = join(E.state, 'netns');
-      t.same(existsSync(netns) ? readdirSync(netns) : [], [], `${what}: no network namespace file`);
-      if (network === 'bridge') {
-        for (let i = 0; i < 50 && veths().length; i++) await sleep(20); // a veth dies with its namespace, in the background
-        t.same(veths(), [], `${what}: no veth on the bridge`);
-        t.same(allocations(), [], `${what}: no address still allocated`);
-      }
+      await nothingLeft(t, token, network, what);
     }
     t.comment(`after the kill, the container was: ${JSON.stringify(Object.fromEntries(seen))}`);
   });
 }
+
+t.test('rm -f of a running container, killed at a spread of points', async (t) => {
+  const start = async (token: string): Promise<string> => {
+    const r = await cli(['run', '-d', image, 'sleep', token]).done; // the default bridge: the most to undo
+    if (r.code !== 0) throw new Error(`run -d: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const probeId = await start('3999');
+  const t0 = performance.now();
+  const probe = await cli(['rm', '-f', probeId]).done;
+  const whole = performance.now() - t0;
+  t.equal(probe.code, 0, `a whole rm -f (${whole.toFixed(0)} ms): ${probe.stderr}`);
+  let n = 0;
+  for (const f of [0.4, 0.55, 0.65, 0.75, 0.85, 0.95, 1.1]) {
+    const token = String(3000 + n++);
+    const id = await start(token);
+    const delay = Math.round(f * whole);
+    const c = cli(['rm', '-f', id]);
+    await sleep(delay);
+    try { process.kill(c.pid, 'SIGKILL'); } catch { /* already done */ }
+    const killed = await c.done;
+    const what = `rm -f killed after ${delay} ms (${killed.code === 0 ? 'it had finished' : 'mid-way'})`;
+    const ps = await cli(['ps', '-a', '-q', '--no-trunc']).done;
+    t.equal(ps.code, 0, `${what}: ps -a works (${ps.stderr.trim()})`);
+    const ids = ps.stdout.split('\n').filter(Boolean);
+    if (ids.length) {
+      const rm = await cli(['rm', '-f', ...ids]).done;
+      t.equal(rm.code, 0, `${what}: rm -f again (${rm.stderr.trim()})`);
+    }
+    await nothingLeft(t, token, 'bridge', what);
+  }
+});
