@@ -152,3 +152,12 @@ t.test('rm -f of a running container, killed at a spread of points', async (t) =
     await nothingLeft(t, token, 'bridge', what);
   }
 });
+
+t.test('then nothing is left: no cgroup of this test\'s parent in any hierarchy, no mount, no bridge', async (t) => {
+  await E.teardown(); // what t.teardown runs anyway (idempotent): removes the registry, temp dir and parent
+  const parents = readdirSync('/sys/fs/cgroup').map((h) => join('/sys/fs/cgroup', h, E.cgParent)).filter((p) => existsSync(p));
+  t.same(parents, [], 'the cgroup parent and everything under it are gone');
+  t.same(mountsUnder(E.dir), [], 'nothing mounted under the test\'s directory');
+  t.same(veths(), [], 'no veth');
+  t.throws(() => execFileSync('ip', ['link', 'show', E.bridge], { stdio: 'ignore' }), 'the bridge is gone');
+});

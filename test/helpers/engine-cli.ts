@@ -5,11 +5,12 @@
  * cgroups, the bridge and the registry even when the test failed.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startRegistry, type TestRegistry } from '../fixtures/registry.js';
+import { detectCgroupDriver } from '../../runtime/cgroups/index.js';
 import { baseImage, pushTestImage } from '../fixtures/images.js';
 
 export interface CliResult { code: number; stdout: string; stderr: string }
@@ -60,6 +61,7 @@ export function engineCliEnv(name: string): EngineCliEnv {
   const env = { ...process.env, BERTH_CGROUP_PARENT: cgParent, BERTH_DEFAULT_BRIDGE: bridge, BERTH_DEFAULT_SUBNET: subnet };
   const berth = (args: string[]): Promise<CliResult> => runBerthCli(root, state, env, args);
   let reg: TestRegistry | undefined;
+  let tornDown = false;
   return {
     rand, dir, root, state, cgParent, bridge, subnet, env, berth,
     async setup() {
@@ -70,13 +72,15 @@ export function engineCliEnv(name: string): EngineCliEnv {
       return img;
     },
     async teardown() {
+      if (tornDown) return; // a test may check what teardown leaves, before tap runs it again
+      tornDown = true;
       try {
         const ids = (await berth(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
         if (ids.length) await berth(['rm', '-f', ...ids]);
       } finally {
         for (const m of mountsUnder(dir).reverse()) { try { execFileSync('umount', ['-l', m]); } catch { /* gone */ } }
-        for (const c of readdirSync('/sys/fs/cgroup')) { try { rmdirSync(join('/sys/fs/cgroup', c, cgParent)); } catch { /* absent */ } }
-        try { rmdirSync(join('/sys/fs/cgroup', cgParent)); } catch { /* absent, or v1 */ }
+        // the whole tree under the parent, in every hierarchy: what a failed test left inside it too
+        await detectCgroupDriver().open(`/${cgParent}`).destroy().catch(() => { /* reported by the leftover checks */ });
         try { execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' }); } catch { /* never made */ }
         await reg?.stop();
         rmSync(dir, { recursive: true, force: true });
