@@ -60,6 +60,8 @@ const ADJ = ['brave', 'calm', 'eager', 'fancy', 'gentle', 'happy', 'jolly', 'kee
 const NOUN = ['albatross', 'bollard', 'capstan', 'dinghy', 'ensign', 'ferry', 'galley', 'harbour', 'jetty', 'keel', 'lighthouse', 'mooring', 'pier', 'quay', 'rudder', 'schooner'];
 
 const CREATING = 'creating.json';
+const ID_RE = /^[0-9a-f]{64}$/;
+const CREATING_TMP_RE = /^\.[0-9a-f]{64}\.creating$/;
 
 /** What beginCreate() leaves in a container's directory until the first save. */
 export interface CreatingMarker { pid: number; startTime: string; network: string }
@@ -124,7 +126,7 @@ export class ContainerStore {
   }
 
   ids(): string[] {
-    return readdirSync(this.dir).filter((f) => /^[0-9a-f]{64}$/.test(f));
+    return readdirSync(this.dir).filter((f) => ID_RE.test(f));
   }
 
   list(): ContainerRecord[] {
@@ -151,26 +153,31 @@ export class ContainerStore {
     rmSync(join(this.containerDir(id), CREATING), { force: true });
   }
 
-  /** Directories of creates whose process died before the first save (see beginCreate). */
+  /**
+   * Directories of creates whose process died before the first save (see beginCreate). Runs on
+   * every Engine.open: one readdir, one stat per container; a marker is read only where there is
+   * no record.
+   */
   abandoned(): { id: string; marker: CreatingMarker | null }[] {
     const out: { id: string; marker: CreatingMarker | null }[] = [];
-    for (const id of this.ids()) {
-      const dir = this.containerDir(id);
+    const creatorOf = (dir: string): { marker: CreatingMarker | null; alive: boolean } => {
       let marker: CreatingMarker | null = null;
       try { marker = JSON.parse(readFileSync(join(dir, CREATING), 'utf8')) as CreatingMarker; } catch { /* none, or torn */ }
-      const alive = marker !== null && readProcStat(marker.pid)?.startTime === marker.startTime;
-      if (alive) continue; // being created now
-      if (existsSync(join(dir, 'container.json'))) { if (marker) this.endCreate(id); continue; } // saved, then killed: a record like any other
-      out.push({ id, marker });
-    }
-    // killed between beginCreate's mkdir and its rename: a hidden directory with the marker at most
+      return { marker, alive: marker !== null && readProcStat(marker.pid)?.startTime === marker.startTime };
+    };
     for (const f of readdirSync(this.dir)) {
-      if (!/^\.[0-9a-f]{64}\.creating$/.test(f)) continue;
-      let marker: CreatingMarker | null = null;
-      try { marker = JSON.parse(readFileSync(join(this.dir, f, CREATING), 'utf8')) as CreatingMarker; } catch { /* none yet */ }
-      if (marker && readProcStat(marker.pid)?.startTime === marker.startTime) continue;
-      if (!marker && Date.now() - statSync(join(this.dir, f)).mtimeMs < 10_000) continue; // its marker may be on its way
-      removeTree(join(this.dir, f));
+      if (ID_RE.test(f)) {
+        const dir = this.containerDir(f);
+        if (existsSync(join(dir, 'container.json'))) continue; // recorded: reconcile's other half
+        const { marker, alive } = creatorOf(dir);
+        if (!alive) out.push({ id: f, marker }); // else being created now
+      } else if (CREATING_TMP_RE.test(f)) {
+        // killed between beginCreate's mkdir and its rename: a hidden directory with the marker at most
+        const dir = join(this.dir, f);
+        const { marker, alive } = creatorOf(dir);
+        if (alive || (!marker && Date.now() - statSync(dir).mtimeMs < 10_000)) continue; // its marker may be on its way
+        removeTree(dir);
+      }
     }
     return out;
   }

@@ -6,7 +6,7 @@
  * because everything needed is in <root>/<id>/state.json.
  */
 import net from 'node:net';
-import { mkdir, mkdirSync, openSync, readSync, closeSync, rmdirSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
+import { mkdir, mkdirSync, openSync, readSync, closeSync, unlinkSync, writeFileSync, existsSync, constants as fsConstants } from 'node:fs';
 import { dirname, join, resolve as resolvePath } from 'node:path';
 import { constants as osConstants, userInfo } from 'node:os';
 import { BerthError, SpawnError } from '../errors.js';
@@ -19,6 +19,7 @@ import {
 } from './state.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from '../cgroups/types.js';
 import { detectCgroupDriver } from '../cgroups/index.js';
+import { removeEmptyCgroups } from '../cgroups/fs.js';
 import { spawnInit, beginSpawnInit, reaper, sendFdToSocket, encodeSpawnConfig, PendingInit } from '../linux/spawn.js';
 import type { SpawnConfig } from '../linux/spawn-types.js';
 import * as N from '../linux/native.js';
@@ -150,11 +151,6 @@ async function hooksBestEffort(kind: string, hooks: Hook[] | undefined, state: O
   return runHooksBestEffort(kind, hooks, state);
 }
 
-/** rmdir each (deepest first), ignoring errors: empty cgroup directories made ahead. */
-function removeDirs(dirs: string[]): void {
-  for (const d of dirs) { try { rmdirSync(d); } catch { /* gone, or in use */ } }
-}
-
 export class Runtime {
   readonly root: string;
   private driverCache: CgroupDriver | undefined;
@@ -205,7 +201,7 @@ export class Runtime {
     const made = this.precreated.get(path);
     if (!made) return;
     this.precreated.delete(path);
-    removeDirs(await made);
+    removeEmptyCgroups(await made);
   }
 
   private cgroupOf(rec: ContainerRecord): Cgroup | null {
@@ -348,7 +344,7 @@ export class Runtime {
         pending.abort();
       }
       if (cgroup) await cgroup.destroy().catch(() => {});
-      else if (precreated.length) removeDirs(precreated);
+      else if (precreated.length) removeEmptyCgroups(precreated);
       else await this.abandonCgroup(opts.spec?.linux?.cgroupsPath || id).catch(() => {}); // failed before taking them over
       removeContainerDir(this.root, id);
       throw e;
